@@ -1,0 +1,53 @@
+"""The ``nni-capsnas`` command line: one sub-command per module in :mod:`nni_capsnas.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from nni_capsnas import __version__
+
+# Sub-command name -> module in nni_capsnas.commands exposing ``register(subparsers)``.
+# Modules are imported only to build the parser, keeping ``--help`` fast.
+COMMANDS: dict[str, str] = {
+    "train": "nni_capsnas.commands.train",
+}
+
+
+class CommandError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="nni-capsnas",
+        description="Hardware-aware neural architecture search for capsule networks and CNNs, inside NNI.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status."""
+    from nni_capsnas.quiet import silence_known_warnings
+
+    silence_known_warnings()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (CommandError, ValueError, FileNotFoundError) as error:
+        print(f"nni-capsnas {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Sub-commands of ``nni-capsnas``; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,43 @@
+"""Shared fixtures: data locations, seeds, and quiet NNI warnings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_quiet() -> None:
+    from nni_capsnas.quiet import silence_known_warnings
+
+    silence_known_warnings()
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def mnist_t10k_dir() -> Path:
+    """The official MNIST test split: $NNI_CAPSNAS_MNIST_T10K or ../shared/data/mnist-t10k."""
+    folder = Path(os.environ.get("NNI_CAPSNAS_MNIST_T10K", REPO_ROOT.parent / "shared" / "data" / "mnist-t10k"))
+    if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"MNIST test split not found in {folder}; set NNI_CAPSNAS_MNIST_T10K")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def nascaps_hw_dir() -> Path:
+    """NASCaps' published synthesis tables (../shared/data/nascaps-hw)."""
+    return REPO_ROOT.parent / "shared" / "data" / "nascaps-hw"
+
+
+@pytest.fixture()
+def free_port() -> int:
+    """A TCP port that was free a moment ago, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

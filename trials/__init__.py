@@ -1,0 +1,1 @@
+"""What runs in a trial: datasets, training loops, losses and metric reporting."""
