@@ -13,6 +13,7 @@ from nni_capsnas import __version__
 # Sub-command name -> module in nni_capsnas.commands exposing ``register(subparsers)``.
 # Modules are imported only to build the parser, keeping ``--help`` fast.
 COMMANDS: dict[str, str] = {
+    "demo": "nni_capsnas.commands.demo",
     "train": "nni_capsnas.commands.train",
 }
 

@@ -114,16 +114,33 @@ class MixedCapsOperation(MixedOperation, _SuperKernel):
             sliced[name] = _slice_to(source[name], target.shape, centered)
         return sliced
 
+    def _output_labels(self) -> set[str]:
+        """Labels of the arguments that shape the output (not only the input's size)."""
+        labels: set[str] = set()
+        for name, expression in self.mutable_arguments.items():
+            if name not in self.input_dims:
+                labels.update(expression.simplify())
+        return labels
+
     def _full_config(self, sample: dict[str, Any]) -> Config:
+        """Arguments for ``sample``; input sizes missing from it stay at their maximum.
+
+        In a differentiable supernet the input already is the probability-weighted mix of
+        the upstream candidates, zero-padded to the largest: reading it whole is exact.
+        """
         config = dict(self.init_arguments)
         for name, expression in self.mutable_arguments.items():
-            config[name] = expression.freeze(sample)
+            if name in self.input_dims and not set(expression.simplify()) <= set(sample):
+                config[name] = self.super_init_argument(name, expression)
+            else:
+                config[name] = expression.freeze(sample)
         return config
 
     def weighted_configs(self) -> Iterator[tuple[Config, Any]]:
         """Configurations to run and their weights (probabilities, or 1 when sampled)."""
         if isinstance(self.sampling_policy, MixedOpDifferentiablePolicy):
-            labels = list(self.simplify().items())
+            labels = [(label, mutable) for label, mutable in self.simplify().items()
+                      if label in self._output_labels()]
             probs = [self._softmax(self._arch_alpha[label]) for label, _ in labels]
             for indices in itertools.product(*(range(len(m.values)) for _, m in labels)):
                 sample = {label: m.values[i] for (label, m), i in zip(labels, indices)}
