@@ -1,0 +1,97 @@
+"""The multi-trial evaluator: train, report accuracy per epoch, then report hardware cost.
+
+``evaluate_architecture`` runs inside an NNI trial (local or remote worker). It reports the
+held-out accuracy after every epoch (intermediate results) and one final dict:
+``default`` (the accuracy unless configured otherwise), ``accuracy``, ``energy_mj``,
+``latency_ms``, ``memory_kib``, ``macs``, ``params``, ``host_latency_ms``, ``train_seconds``.
+A NaN loss, out-of-memory, invalid architecture or timeout raises, so NNI records a *failed*
+trial with the reason in its log; nothing is ever reported as accuracy 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Optional
+
+import nni
+import torch
+from nni.nas.evaluator import FunctionalEvaluator
+from torch import nn
+
+from .datasets import DATASETS, load_dataset
+from .training import TrainConfig, train
+
+_logger = logging.getLogger(__name__)
+
+
+def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_options: Optional[dict] = None,
+                          epochs: int = 2, batch_size: int = 64, learning_rate: float = 1e-3,
+                          shift_pixels: int = 0, accelerator: str = "capsacc",
+                          time_budget_s: Optional[float] = None, default_metric: str = "accuracy",
+                          measure_host: bool = True, seed: int = 0, threads: Optional[int] = None) -> dict[str, Any]:
+    """Train ``model`` and report its accuracy and hardware cost to NNI.
+
+    Parameters
+    ----------
+    model
+        The frozen network of this trial.
+    dataset, dataset_options
+        Dataset name and loader options (e.g. ``{"root": ...}``).
+    epochs, batch_size, learning_rate, shift_pixels, seed
+        Training hyper-parameters (see :class:`trials.training.TrainConfig`).
+    accelerator
+        Hardware accelerator model for the cost estimate.
+    time_budget_s
+        Fail the trial if training takes longer than this.
+    default_metric
+        Which metric NNI's ``default`` (the web UI's main curve) shows.
+    measure_host
+        Also measure the onnxruntime latency on the worker's CPU.
+    threads
+        PyTorch threads in this trial.
+
+    Returns
+    -------
+    dict
+        The final metrics (also reported to NNI).
+    """
+    from nni_capsnas.hardware_cost import network_cost
+    from nni_capsnas.quiet import silence_known_warnings
+
+    silence_known_warnings()
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    start = time.monotonic()
+    deadline = None if time_budget_s is None else start + time_budget_s
+    data = load_dataset(dataset, **(dataset_options or {}))
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                         shift_pixels=shift_pixels, seed=seed)
+    try:
+        result = train(model, data, config, progress=False, deadline=deadline,
+                       on_epoch_end=lambda record: nni.report_intermediate_result(record.val_accuracy))
+        metrics: dict[str, Any] = {"accuracy": result.final_accuracy, "train_seconds": time.monotonic() - start}
+        metrics.update(network_cost(model, data.input_shape, accelerator=accelerator, measure_host=measure_host))
+    except Exception as error:
+        _logger.error("trial failed: %s: %s", type(error).__name__, error)
+        raise
+    if default_metric not in metrics:
+        raise ValueError(f"default_metric {default_metric!r} is not one of {sorted(metrics)}")
+    metrics["default"] = metrics[default_metric]
+    _logger.info("final metrics: %s", metrics)
+    nni.report_final_result(metrics)
+    return metrics
+
+
+def hardware_aware_evaluator(**options: Any) -> FunctionalEvaluator:
+    """An NNI evaluator running :func:`evaluate_architecture` with ``options``.
+
+    Options are checked here, before any trial starts.
+    """
+    dataset = options.get("dataset", "digits")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(sorted(DATASETS))}, got {dataset!r}")
+    TrainConfig(epochs=options.get("epochs", 2), batch_size=options.get("batch_size", 64),
+                learning_rate=options.get("learning_rate", 1e-3), shift_pixels=options.get("shift_pixels", 0))
+    return FunctionalEvaluator(evaluate_architecture, **options)
