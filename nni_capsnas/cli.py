@@ -15,6 +15,12 @@ from nni_capsnas import __version__
 COMMANDS: dict[str, str] = {
     "demo": "nni_capsnas.commands.demo",
     "train": "nni_capsnas.commands.train",
+    "estimate": "nni_capsnas.commands.estimate",
+    "search": "nni_capsnas.commands.search",
+    "resume": "nni_capsnas.commands.resume",
+    "report": "nni_capsnas.commands.report",
+    "view": "nni_capsnas.commands.view",
+    "retrain": "nni_capsnas.commands.retrain",
 }
 
 
@@ -49,6 +55,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (CommandError, ValueError, FileNotFoundError) as error:
+    except (CommandError, ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"nni-capsnas {args.command}: error: {error}", file=sys.stderr)
         return 2

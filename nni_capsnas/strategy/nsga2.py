@@ -16,14 +16,13 @@ from pymoo.core.crossover import Crossover
 from pymoo.core.evaluator import Evaluator
 from pymoo.core.mutation import Mutation
 from pymoo.core.problem import Problem
-from pymoo.operators.crossover.sbx import SBX
-from pymoo.operators.mutation.pm import PM
-from pymoo.operators.repair.rounding import RoundingRepair
-from pymoo.operators.sampling.rnd import IntegerRandomSampling
+from pymoo.operators.crossover.ux import UniformCrossover
 from pymoo.problems.static import StaticProblem
 
 from .archive import FAILED, REJECTED, RUNNING, TRAINED, Archive, Evaluation, Key
 from .encoding import SampleCodec
+from .mutation import ResampleMutation
+from .sampling import DistinctIntegerSampling
 from .objectives import Objectives
 from .pareto import normalised_hypervolume
 
@@ -56,7 +55,8 @@ class NSGA2(Strategy):
         ``hardware_estimator`` returns are enforced before training; all are enforced on
         the reported metrics.
     crossover, mutation
-        pymoo operators (default: SBX and polynomial mutation with integer rounding).
+        pymoo operators on the integer genes (default: uniform crossover and
+        :class:`~nni_capsnas.strategy.mutation.ResampleMutation`).
     hardware_estimator
         Callable from an NNI sample to estimated metrics (e.g. ``{"energy_mj": ...}``),
         used for the pre-training check.
@@ -83,8 +83,8 @@ class NSGA2(Strategy):
         self.population_size = population_size
         self.offspring_size = offspring_size or population_size
         self.objectives = Objectives(objectives, constraints)
-        self.crossover = crossover or SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair())
-        self.mutation = mutation or PM(eta=20, vtype=float, repair=RoundingRepair())
+        self.crossover = crossover or UniformCrossover(prob=0.9)
+        self.mutation = mutation or ResampleMutation()
         self.hardware_estimator = hardware_estimator
         self.max_stalled_generations = max_stalled_generations
         self.seed = seed
@@ -95,6 +95,7 @@ class NSGA2(Strategy):
         self._reported: dict[int, dict[str, Any]] = {}
         self._models: dict[Key, ExecutableModelSpace] = {}
         self._lock = threading.Lock()
+        self.on_generation_end: list[Callable[[], None]] = []
 
     def extra_repr(self) -> str:
         return (f"population_size={self.population_size}, offspring_size={self.offspring_size}, "
@@ -132,6 +133,9 @@ class NSGA2(Strategy):
         stalled = 0
         while True:
             population = algorithm.ask()
+            if population is None or len(population) == 0:
+                _logger.info("NSGA-II cannot produce new offspring (the space is exhausted); stopping")
+                return
             keys = [tuple(int(g) for g in x) for x in population.get("X")]
             submitted, budget_left = self._evaluate_generation(keys)
             if not budget_left:
@@ -143,6 +147,8 @@ class NSGA2(Strategy):
             self.generation += 1
             self._population = [list(map(int, x)) for x in algorithm.pop.get("X")]
             self._log_generation(submitted)
+            for hook in self.on_generation_end:
+                hook()
             stalled = 0 if submitted else stalled + 1
             if stalled >= self.max_stalled_generations:
                 _logger.info("no new architecture to train in %d generations: the (feasible) space is "
@@ -182,7 +188,7 @@ class NSGA2(Strategy):
 
     def _make_algorithm(self) -> PymooNSGA2:
         codec = self._require_codec()
-        sampling: Any = IntegerRandomSampling()
+        sampling: Any = DistinctIntegerSampling()
         if self._population:
             sampling = np.array(self._population, dtype=float)
             _logger.info("resuming at generation %d with %d architectures in the archive",

@@ -1,0 +1,67 @@
+"""``nni-capsnas view EXP_ID``: open a finished NAS experiment in NNI's web UI.
+
+``nnictl view`` fails for NAS experiments ("search_space field can not be customized");
+re-creating the NAS experiment from its saved config works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("view", help="open a finished experiment in NNI's web UI",
+                                   description="Serve NNI's web UI for a stopped NAS experiment until Ctrl-C.")
+    parser.add_argument("experiment", help="experiment id (or its folder)")
+    parser.add_argument("--workdir", help="NNI experiments folder (default ~/nni-experiments)")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
+    parser.add_argument("--seconds", type=float, help="stop serving after this many seconds")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    import nni
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.experiment.config import NasExperimentConfig
+
+    from nni_capsnas.experiment_store import locate_experiment
+    from nni_capsnas.webui import bind_webui
+
+    folder = locate_experiment(args.experiment, args.workdir)
+    config_path = folder.checkpoint / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} is missing: not a NAS experiment folder")
+    with config_path.open(encoding="utf-8") as handle:
+        raw = nni.load(fp=handle)
+    # NNI insists that a NAS experiment's trial code directory is the current directory.
+    code_dir = Path(raw.get("trialCodeDirectory", "."))
+    previous_cwd = Path.cwd()
+    os.chdir(code_dir if code_dir.is_dir() else previous_cwd)
+    try:
+        raw["trialCodeDirectory"] = str(Path.cwd())
+        raw.get("trainingService", {})["trialCodeDirectory"] = str(Path.cwd())
+        config = NasExperimentConfig(**raw)
+        config.experiment_working_directory = str(folder.path.parent)
+        experiment = NasExperiment(None, None, None, config=config, id=folder.experiment_id)
+        logging.getLogger("nni").setLevel(logging.CRITICAL)
+        with bind_webui(args.host):
+            experiment.view(port=args.port, non_blocking=True)
+    finally:
+        os.chdir(previous_cwd)
+    shown = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
+    print(f"web UI: http://{shown}:{args.port}  (experiment {folder.experiment_id}; Ctrl-C to stop)", flush=True)
+    deadline = None if args.seconds is None else time.monotonic() + args.seconds
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        experiment.stop()
+    return 0

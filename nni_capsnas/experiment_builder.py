@@ -1,0 +1,98 @@
+"""Compose a search from its configuration: space, evaluator, strategy, NNI experiment.
+
+The one place that imports every package (lazily), following the import direction
+``hw_estimators <- nni_capsnas <- search_spaces <- trials <- here``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .config import SearchConfig
+
+_logger = logging.getLogger(__name__)
+
+
+def dataset_options(config: SearchConfig) -> dict[str, Any]:
+    options: dict[str, Any] = {"seed": config.dataset.seed}
+    if config.dataset.root:
+        options["root"] = config.dataset.root
+    return options
+
+
+def build_space(config: SearchConfig) -> Any:
+    """The model space named by ``config.space``, sized for the dataset."""
+    from trials.datasets import load_dataset
+
+    data = load_dataset(config.dataset.name, **dataset_options(config))
+    kwargs = dict(input_shape=data.input_shape, num_classes=data.num_classes, **config.space.options)
+    if config.space.name == "nascaps":
+        from search_spaces.nascaps_space import NASCapsSpace
+
+        return NASCapsSpace(**kwargs)
+    if config.space.name == "cnn":
+        from search_spaces.cnn_space import CNNSpace
+
+        return CNNSpace(**kwargs)
+    from search_spaces.capsnet_space import CapsNetSpace
+
+    return CapsNetSpace(**kwargs)
+
+
+def build_evaluator(config: SearchConfig) -> Any:
+    """The hardware-aware multi-trial evaluator."""
+    from trials.evaluator import hardware_aware_evaluator
+
+    training = config.training
+    return hardware_aware_evaluator(
+        dataset=config.dataset.name, dataset_options=dataset_options(config), epochs=training.epochs,
+        batch_size=training.batch_size, learning_rate=training.learning_rate,
+        shift_pixels=training.shift_pixels, time_budget_s=training.time_budget_s, seed=training.seed,
+        accelerator=config.hardware.accelerator, measure_host=config.hardware.measure_host,
+        threads=config.experiment.trial_threads)
+
+
+def build_strategy(config: SearchConfig, space: Any) -> Any:
+    """NSGA2 (ours) or one of NNI's strategies, which optimise the ``default`` metric."""
+    section = config.strategy
+    if section.name == "nsga2":
+        from .hardware_cost import SampleCostEstimator
+        from .strategy import NSGA2
+
+        estimator = (SampleCostEstimator(space, accelerator=config.hardware.accelerator)
+                     if section.constraints else None)
+        return NSGA2(population_size=section.population_size, offspring_size=section.offspring_size,
+                     objectives=section.objectives, constraints=section.constraints,
+                     hardware_estimator=estimator, max_stalled_generations=section.max_stalled_generations,
+                     seed=section.seed, **section.options)
+    from nni.nas import strategy as nni_strategy
+
+    if section.name == "random":
+        return nni_strategy.Random(seed=section.seed, **section.options)
+    if section.name == "regularized-evolution":
+        return nni_strategy.RegularizedEvolution(population_size=section.population_size, seed=section.seed,
+                                                 **{"sample_size": max(1, section.population_size // 4),
+                                                    **section.options})
+    return nni_strategy.TPE(**section.options)
+
+
+def build_experiment(config: SearchConfig, experiment_id: str | None = None) -> Any:
+    """A ready-to-run ``NasExperiment`` for ``config`` (``experiment_id`` to resume one)."""
+    from .experiment import CapsNasExperiment
+
+    space = build_space(config)
+    experiment = CapsNasExperiment(space, build_evaluator(config), build_strategy(config, space),
+                                   id=experiment_id)
+    section = config.experiment
+    experiment.config.experiment_name = section.name
+    experiment.config.max_trial_number = section.max_trials
+    experiment.config.trial_concurrency = section.trial_concurrency
+    if section.max_duration:
+        experiment.config.max_experiment_duration = section.max_duration
+    if section.workdir:
+        workdir = Path(section.workdir).expanduser().resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        experiment.config.experiment_working_directory = str(workdir)
+    return experiment
