@@ -8,7 +8,7 @@ from typing import Any
 
 from nni.nas.experiment import NasExperiment
 
-from .resume_shims import skip_import_data
+from .resume_shims import skip_unknown_commands
 
 _logger = logging.getLogger(__name__)
 
@@ -16,10 +16,13 @@ _logger = logging.getLogger(__name__)
 class CapsNasExperiment(NasExperiment):
     """A ``NasExperiment`` that
 
-    - skips NNI's ``ImportData`` replay on resume (see :mod:`nni_capsnas.resume_shims`);
+    - skips the HPO commands NNI replays on resume (see :mod:`nni_capsnas.resume_shims`);
     - never overwrites a checkpoint with the empty state of a resume that failed before
       the saved state was loaded (NNI's ``stop()`` would), and keeps ``state.ckpt.*.bak``
       of the previous state each time it writes a new one;
+    - after loading a checkpoint, hands the strategy every trial NNI recorded as finished
+      (``strategy.adopt_trials``), so nothing finished is lost or trained again, even when
+      the driver was killed after the last checkpoint;
     - checkpoints after every generation of strategies that announce them
       (``strategy.on_generation_end``), so a crash loses at most the running trials.
 
@@ -32,7 +35,7 @@ class CapsNasExperiment(NasExperiment):
 
     def execution_engine_factory(self, config: Any) -> Any:
         engine = super().execution_engine_factory(config)
-        skip_import_data(engine)
+        skip_unknown_commands(engine)
         hooks = getattr(self.strategy, "on_generation_end", None)
         if isinstance(hooks, list) and self.save_checkpoint not in hooks:
             hooks.append(self.save_checkpoint)
@@ -42,6 +45,18 @@ class CapsNasExperiment(NasExperiment):
         super().load_checkpoint()
         if self._engine is not None:
             self._state_loaded = True
+            self._adopt_finished_trials()
+
+    def _adopt_finished_trials(self) -> None:
+        """Tell the strategy about every trial NNI finished, even after a stale checkpoint."""
+        adopt = getattr(self.strategy, "adopt_trials", None)
+        if adopt is None:
+            return
+        from .experiment_store import ExperimentFolder, read_trial_records
+
+        folder = ExperimentFolder(self.id, self._checkpoint_directory.parent)
+        if folder.database.is_file():
+            adopt(read_trial_records(folder))
 
     def save_checkpoint(self) -> None:
         if getattr(self, "_action", None) == "resume" and not self._state_loaded:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -48,32 +48,49 @@ def _decode_metric(text: str) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def read_trials(folder: ExperimentFolder) -> pd.DataFrame:
-    """One row per trial: id, status, log folder, the architecture (``arch/<label>``) and final metrics."""
+@dataclass
+class TrialRecord:
+    """One trial as NNI stored it."""
+
+    trial_id: str
+    status: str = "UNKNOWN"
+    sample: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    log_path: Optional[str] = None
+
+
+def read_trial_records(folder: ExperimentFolder) -> list[TrialRecord]:
+    """Every trial of the experiment with its last status, architecture and final metrics."""
     uri = f"file:{folder.database}?mode=ro"
     with sqlite3.connect(uri, uri=True) as connection:
         events = connection.execute(
             "SELECT trialJobId, event, data, logPath FROM TrialJobEvent ORDER BY timestamp, rowid").fetchall()
         finals = connection.execute(
             "SELECT trialJobId, data FROM MetricData WHERE type = 'FINAL' ORDER BY timestamp").fetchall()
-    trials: dict[str, dict[str, Any]] = {}
+    records: dict[str, TrialRecord] = {}
     for trial_id, event, data, log_path in events:
-        row = trials.setdefault(trial_id, {"trial_id": trial_id})
-        row["status"] = event
-        if log_path:
-            row["log_path"] = log_path
+        record = records.setdefault(trial_id, TrialRecord(trial_id))
+        record.status = event
+        record.log_path = log_path or record.log_path
         if data:
             parameters = json.loads(data).get("parameters", {})
-            for label, value in (parameters.get("sample") or {}).items():
-                row[f"arch/{label}"] = value
+            record.sample.update(parameters.get("sample") or {})
     for trial_id, data in finals:
         metric = _decode_metric(data)
-        row = trials.setdefault(trial_id, {"trial_id": trial_id})
-        if isinstance(metric, dict):
-            row.update({key: value for key, value in metric.items()})
-        else:
-            row["default"] = metric
-    return pd.DataFrame(list(trials.values()))
+        record = records.setdefault(trial_id, TrialRecord(trial_id))
+        record.metrics = dict(metric) if isinstance(metric, dict) else {"default": metric}
+    return list(records.values())
+
+
+def read_trials(folder: ExperimentFolder) -> pd.DataFrame:
+    """One row per trial: id, status, log folder, the architecture (``arch/<label>``) and final metrics."""
+    rows = []
+    for record in read_trial_records(folder):
+        row: dict[str, Any] = {"trial_id": record.trial_id, "status": record.status, "log_path": record.log_path}
+        row.update({f"arch/{label}": value for label, value in record.sample.items()})
+        row.update(record.metrics)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def failure_reason(log_path: Optional[str]) -> str:

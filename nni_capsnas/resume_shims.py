@@ -1,8 +1,9 @@
 """Small fixes for NNI 3.0's resume path, applied to one engine, never to NNI's files.
 
-On ``resume`` NNI's manager replays an ``ImportData`` command that the NAS tuner channel
-does not know: it raises "Unknown command type" in its listener thread and the strategy
-then waits forever. :func:`skip_import_data` makes the channel of one engine skip it.
+On ``resume`` NNI's manager replays commands that the NAS tuner channel does not know
+(``ImportData``, ``AddCustomizedTrialJob``): it raises "Unknown command type" in its
+listener thread and the strategy then waits forever. :func:`skip_unknown_commands` makes
+the channel of one engine skip them (they concern HPO tuners, not NAS strategies).
 """
 
 from __future__ import annotations
@@ -13,26 +14,29 @@ from typing import Any, Callable
 _logger = logging.getLogger(__name__)
 
 
-def tolerant_receive(receive: Callable[[], Any]) -> Callable[[], Any]:
-    """Wrap a channel's ``receive`` so ``ImportData`` commands are skipped, not fatal."""
+UNKNOWN_COMMAND = "Unknown command type"
 
-    def receive_skipping_import_data() -> Any:
+
+def tolerant_receive(receive: Callable[[], Any]) -> Callable[[], Any]:
+    """Wrap a channel's ``receive`` so commands it does not know are skipped, not fatal."""
+
+    def receive_skipping_unknown() -> Any:
         while True:
             try:
                 return receive()
             except ValueError as error:
-                if "ImportData" not in str(error):
+                if not str(error).startswith(UNKNOWN_COMMAND):
                     raise
-                _logger.debug("skipped an ImportData command replayed by NNI on resume")
+                _logger.debug("skipped a command the NAS channel does not handle: %s", error)
 
-    return receive_skipping_import_data
+    return receive_skipping_unknown
 
 
-def skip_import_data(engine: Any) -> bool:
+def skip_unknown_commands(engine: Any) -> bool:
     """Patch the tuner channel of a training-service ``engine``; returns whether it had one."""
     channel = getattr(engine, "_channel", None)
     if channel is None or not hasattr(channel, "receive"):
         return False
-    if getattr(channel.receive, "__name__", "") != "receive_skipping_import_data":
+    if getattr(channel.receive, "__name__", "") != "receive_skipping_unknown":
         channel.receive = tolerant_receive(channel.receive)
     return True

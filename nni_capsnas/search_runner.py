@@ -23,6 +23,7 @@ class SearchOutcome:
     failures: list[tuple[str, str]] = field(default_factory=list)
     report_dir: Optional[Path] = None
     front_size: int = 0
+    interrupted: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -36,6 +37,9 @@ class SearchOutcome:
         if self.report_dir is not None:
             lines.append(f"Pareto front of {self.front_size} architectures; report in {self.report_dir}")
         lines.append(f"experiment folder: {self.folder}")
+        if self.interrupted:
+            lines.append(f"interrupted: continue with  nni-capsnas resume {self.experiment_id} "
+                         f"--workdir {self.folder.parent}")
         return "\n".join(lines)
 
 
@@ -83,12 +87,15 @@ def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, r
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
     print(f"web UI: http://{shown_host}:{port}  (experiment {experiment.id})", flush=True)
     logging.getLogger("nni").setLevel(logging.WARNING)
+    interrupted = False
     try:
         with bind_webui(host):
-            if resume:
-                experiment.resume(port=port)
-            else:
-                experiment.run(port=port)
+            # NNI returns None when it caught a KeyboardInterrupt (and stopped the experiment).
+            finished = experiment.resume(port=port) if resume else experiment.run(port=port)
+        interrupted = finished is None
+    except KeyboardInterrupt:
+        interrupted = True
+        _logger.warning("interrupted: stopping the experiment (finished trials and the checkpoint are kept)")
     finally:
         _stop_quietly(experiment)
     workdir = Path(experiment.config.experiment_working_directory).expanduser()
@@ -97,7 +104,7 @@ def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, r
     statuses = trials["status"].value_counts().to_dict() if "status" in trials else {}
     failures = [(row["trial_id"], failure_reason(row.get("log_path")))
                 for row in trials.to_dict("records") if row.get("status") not in ("SUCCEEDED", None)]
-    outcome = SearchOutcome(experiment.id, folder.path, statuses, failures)
+    outcome = SearchOutcome(experiment.id, folder.path, statuses, failures, interrupted=interrupted)
     if outcome.succeeded:
         target = report_dir or folder.path / "report"
         if target.exists():

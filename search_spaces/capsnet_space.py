@@ -48,6 +48,8 @@ class CapsNetSpace(ModelSpace):
         super().__init__()
         channels, height, width = check_input_shape(tuple(input_shape))
         check_positive("num_classes", num_classes)
+        check_positive("class_dim", class_dim)
+        check_positive("primary_stride", primary_stride)
         for name, values in [("stem_channels", stem_channels), ("primary_caps", primary_caps),
                              ("primary_dim", primary_dim), ("primary_kernel", primary_kernel),
                              ("iterations", iterations)]:
@@ -58,7 +60,10 @@ class CapsNetSpace(ModelSpace):
         stem = nni.choice("stem_channels", list(stem_channels))
         caps = nni.choice("primary_caps", list(primary_caps))
         dim = nni.choice("primary_dim", list(primary_dim))
-        kernel = nni.choice("primary_kernel", [k for k in primary_kernel if k % 2 == 1] or [3])
+        if any(k % 2 == 0 for k in primary_kernel):
+            raise ValueError(f"primary_kernel candidates must be odd (the padding keeps the grid size), "
+                             f"got {tuple(primary_kernel)!r}")
+        kernel = nni.choice("primary_kernel", list(primary_kernel))
         self.stem = MutableConv2d(channels, stem, 3, padding=1)
         self.primary = PrimaryCaps(in_channels=stem, out_caps=caps, caps_dim=dim, kernel_size=kernel,
                                    stride=primary_stride, padding=kernel // 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -13,11 +14,34 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_quiet() -> None:
+def _seed_quiet_one_thread() -> Iterator[None]:
+    """Seeded, quiet, and one intra-op thread: on 2 shared cores, two threads run many times slower."""
     from nni_capsnas.quiet import silence_known_warnings
 
     silence_known_warnings()
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def isolated_nni(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep NNI's manifest and the manager's files under ``tmp_path``, one thread per trial.
+
+    The Python side keeps its manifest in ``~/nni-experiments`` (bound at import time), the
+    node.js manager in ``os.homedir()``: both are redirected. Trials and child processes
+    inherit the environment.
+    """
+    from nni.tools.nnictl import config_utils
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setattr(config_utils.Experiments.__init__, "__defaults__", (str(home / "nni-experiments"),))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import logging
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -59,13 +60,18 @@ def load_digits(*, train_size: int = 1437, seed: int = 0, root: Optional[str] = 
 def read_idx(path: Path) -> np.ndarray:
     """Read a (gzip-compressed) IDX file of unsigned bytes, checking its header."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(f"{path} is not a complete gzip-compressed IDX file: {error}") from error
     if len(data) < 4:
         raise ValueError(f"{path} is not an IDX file: only {len(data)} bytes")
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (magic {data[:4].hex()})")
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header needs {4 + 4 * ndim} bytes, found {len(data)}")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if payload.size != int(np.prod(dims)):

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nni_capsnas.search_runner import resume_search
 
-    outcome = resume_search(args.experiment, workdir=args.workdir, port=args.port, report_dir=args.report_dir)
+    outcome = resume_search(args.experiment, workdir=args.workdir, port=args.port,
+                            report_dir=args.report_dir)
     print(outcome.summary())
     return 0 if outcome.succeeded else 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
     code_dir = Path(raw.get("trialCodeDirectory", "."))
     previous_cwd = Path.cwd()
     os.chdir(code_dir if code_dir.is_dir() else previous_cwd)
+    stop_requested = threading.Event()
+    # SIGTERM only asks to stop: a signal in the middle of NNI's start-up would leave its
+    # web server running with nobody to stop it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
     try:
         raw["trialCodeDirectory"] = str(Path.cwd())
         raw.get("trainingService", {})["trialCodeDirectory"] = str(Path.cwd())
@@ -50,18 +56,33 @@ def run(args: argparse.Namespace) -> int:
         config.experiment_working_directory = str(folder.path.parent)
         experiment = NasExperiment(None, None, None, config=config, id=folder.experiment_id)
         logging.getLogger("nni").setLevel(logging.CRITICAL)
-        with bind_webui(args.host):
-            experiment.view(port=args.port, non_blocking=True)
+        try:
+            with bind_webui(args.host):
+                experiment.view(port=args.port, non_blocking=True)
+            shown = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
+            print(f"web UI: http://{shown}:{args.port}  (experiment {folder.experiment_id}; Ctrl-C to stop)",
+                  flush=True)
+            _serve(args.seconds, stop_requested)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            _stop_manager(experiment)
     finally:
         os.chdir(previous_cwd)
-    shown = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
-    print(f"web UI: http://{shown}:{args.port}  (experiment {folder.experiment_id}; Ctrl-C to stop)", flush=True)
-    deadline = None if args.seconds is None else time.monotonic() + args.seconds
-    try:
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        experiment.stop()
     return 0
+
+
+def _serve(seconds: float | None, stop_requested: threading.Event) -> None:
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while not stop_requested.is_set() and (deadline is None or time.monotonic() < deadline):
+        stop_requested.wait(0.5)
+
+
+def _stop_manager(experiment: object) -> None:
+    """Stop the viewing manager only: NNI's ``stop()`` would also rewrite the saved config."""
+    process = getattr(experiment, "_proc", None)
+    try:
+        experiment._stop_nni_manager()  # type: ignore[attr-defined]
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()

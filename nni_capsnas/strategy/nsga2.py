@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 from nni.nas.execution import ExecutionEngine
@@ -163,6 +163,34 @@ class NSGA2(Strategy):
                             dropped)
         self.generation = int(state_dict["generation"])
         self._population = state_dict.get("population")
+
+    def adopt_trials(self, records: Iterable[Any]) -> int:
+        """Record trials NNI finished (``status``, ``sample``, ``metrics``) that the archive lacks.
+
+        Called on resume with the experiment's database, which may be ahead of the
+        checkpoint. Returns how many were adopted.
+        """
+        codec = self._require_codec()
+        adopted = 0
+        for record in records:
+            try:
+                key = codec.encode(record.sample)
+            except ValueError:
+                continue
+            known = self.archive[key].status if key in self.archive else None
+            if known in (TRAINED, FAILED) or record.status not in ("SUCCEEDED", "FAILED", "SYS_CANCELED"):
+                continue
+            metrics = {k: _plain(v) for k, v in (record.metrics or {}).items()}
+            missing = self.objectives.missing(metrics)
+            if record.status == "SUCCEEDED" and not missing:
+                self.archive.record(key, Evaluation(dict(record.sample), TRAINED, metrics))
+            else:
+                reason = f"trial {record.trial_id} ended {record.status.lower()}"
+                self.archive.record(key, Evaluation(dict(record.sample), FAILED, metrics, reason))
+            adopted += 1
+        if adopted:
+            _logger.info("adopted %d finished trials from the experiment database", adopted)
+        return adopted
 
     def state_dict(self) -> dict:
         return {"archive": self.archive.state_dict(), "generation": self.generation,
