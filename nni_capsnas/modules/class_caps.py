@@ -46,6 +46,10 @@ class ClassCaps(CapsuleModule):
         self.iterations = iterations
         self.weight = nn.Parameter(0.01 * torch.randn(in_caps, in_dim, out_caps * out_dim))
 
+    def capsule_axes(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """Parameter axes laid out as (capsule types, capsule dim), for weight sharing."""
+        return {"weight": {2: (self.out_caps, self.out_dim)}}
+
     def votes(self, u: torch.Tensor) -> torch.Tensor:
         """Prediction vectors ``u_hat`` of shape ``(batch, in_caps, out_caps, out_dim)``."""
         check_rank("u", u, 3, "(batch, in_caps, in_dim)")

@@ -42,6 +42,11 @@ class ConvCaps2d(CapsuleModule):
         self.conv = nn.Conv2d(in_caps * in_dim, out_caps * out_dim, kernel_size,
                               stride=stride, padding=kernel_size // 2)
 
+    def capsule_axes(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """Parameter axes laid out as (capsule types, capsule dim), for weight sharing."""
+        out_layout, in_layout = (self.out_caps, self.out_dim), (self.in_caps, self.in_dim)
+        return {"conv.weight": {0: out_layout, 1: in_layout}, "conv.bias": {0: out_layout}}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_rank("x", x, 5, "(batch, in_caps, in_dim, height, width)")
         check_sizes("x", x, [(1, self.in_caps, "in_caps"), (2, self.in_dim, "in_dim")])

@@ -49,6 +49,11 @@ class ConvCaps3d(CapsuleModule):
         self.conv = nn.Conv3d(1, out_caps * out_dim, (in_dim, kernel_size, kernel_size),
                               stride=(in_dim, 1, 1), padding=(0, pad, pad))
 
+    def capsule_axes(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """Parameter axes laid out as (capsule types, capsule dim), for weight sharing."""
+        layout = (self.out_caps, self.out_dim)
+        return {"conv.weight": {0: layout}, "conv.bias": {0: layout}}
+
     def votes(self, x: torch.Tensor) -> torch.Tensor:
         """Votes of shape ``(batch, in_caps, out_caps, out_dim, H, W)``."""
         check_rank("x", x, 5, "(batch, in_caps, in_dim, height, width)")

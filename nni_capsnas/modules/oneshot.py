@@ -6,8 +6,9 @@ layer: it owns one *super-kernel* (the layer built with the largest value of eve
 mutable argument) and runs a concrete configuration by
 
 1. building (once, cached) a template layer of that configuration,
-2. slicing the super-kernel's tensors to the template's shapes (prefixes; convolution
-   kernels from their centre, as NNI's ``MixedConv2d``),
+2. slicing the super-kernel's tensors to the template's shapes (the first capsules and,
+   within each, the first dimensions; other axes by prefix; convolution kernels from
+   their centre, as NNI's ``MixedConv2d``),
 3. slicing the input to the sizes the configuration reads, and
 4. calling the template with the sliced tensors through ``torch.func.functional_call``.
 
@@ -60,6 +61,26 @@ def _slice_to(tensor: torch.Tensor, shape: torch.Size, centered: tuple[int, ...]
     return tensor[tuple(index)]
 
 
+def capsule_axes(module: nn.Module) -> dict[str, dict[int, tuple[int, int]]]:
+    """Every parameter axis of ``module`` (and its submodules) that holds (capsules, dim) pairs."""
+    axes: dict[str, dict[int, tuple[int, int]]] = {}
+    for prefix, submodule in module.named_modules():
+        if hasattr(submodule, "capsule_axes"):
+            for name, layout in submodule.capsule_axes().items():
+                axes[f"{prefix}.{name}" if prefix else name] = layout
+    return axes
+
+
+def _slice_capsule_axis(tensor: torch.Tensor, axis: int, have: tuple[int, int],
+                        want: tuple[int, int]) -> torch.Tensor:
+    """Keep the first ``want`` (capsules, dim) of an axis laid out as ``have``."""
+    shape = tensor.shape
+    grouped = tensor.reshape(*shape[:axis], have[0], have[1], *shape[axis + 1:])
+    index = [slice(None)] * grouped.dim()
+    index[axis], index[axis + 1] = slice(0, want[0]), slice(0, want[1])
+    return grouped[tuple(index)].reshape(*shape[:axis], want[0] * want[1], *shape[axis + 1:])
+
+
 def _pad_to(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     """Zero-pad ``tensor`` at the end of every dimension up to ``shape``."""
     if tuple(tensor.shape) == shape:
@@ -105,13 +126,24 @@ class MixedCapsOperation(MixedOperation, _SuperKernel):
         return next(self.kernel.parameters()).dtype
 
     def _sliced_tensors(self, template: nn.Module) -> dict[str, torch.Tensor]:
+        """The super-kernel's tensors cut to the template's shapes.
+
+        Axes holding (capsules, dim) pairs keep the first capsules and, within each, the
+        first dimensions, so a capsule of a small configuration is the same capsule of the
+        super-kernel (matching the zero-padding of outputs); other axes keep a prefix, and
+        convolution kernels their centre.
+        """
         source = dict(itertools.chain(self.kernel.named_parameters(), self.kernel.named_buffers()))
+        super_axes, template_axes = capsule_axes(self.kernel), capsule_axes(template)
         sliced = {}
         for name, target in itertools.chain(template.named_parameters(), template.named_buffers()):
+            tensor = source[name]
+            for axis, want in template_axes.get(name, {}).items():
+                tensor = _slice_capsule_axis(tensor, axis, super_axes[name][axis], want)
             owner = template.get_submodule(name.rpartition(".")[0])
             is_kernel = isinstance(owner, nn.modules.conv._ConvNd) and name.endswith("weight")
             centered = (target.dim() - 2, target.dim() - 1) if is_kernel else ()
-            sliced[name] = _slice_to(source[name], target.shape, centered)
+            sliced[name] = _slice_to(tensor, target.shape, centered)
         return sliced
 
     def _output_labels(self) -> set[str]:

@@ -49,6 +49,11 @@ class PrimaryCaps(CapsuleModule):
         self.caps_dim = caps_dim
         self.conv = nn.Conv2d(in_channels, out_caps * caps_dim, kernel_size, stride=stride, padding=padding)
 
+    def capsule_axes(self) -> dict[str, dict[int, tuple[int, int]]]:
+        """Parameter axes laid out as (capsule types, capsule dim), for weight sharing."""
+        layout = (self.out_caps, self.caps_dim)
+        return {"conv.weight": {0: layout}, "conv.bias": {0: layout}}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_rank("x", x, 4, "(batch, in_channels, height, width)")
         check_sizes("x", x, [(1, self.in_channels, "in_channels")])

@@ -80,13 +80,17 @@ def test_frozen_mixed_op_equals_the_supernet_configuration(name: str, in_shape: 
         torch.testing.assert_close(frozen(narrowed), op.run_config(config, x), rtol=0, atol=0)
 
 
-def test_frozen_primary_caps_shares_the_centre_of_the_super_kernel() -> None:
+def test_frozen_primary_caps_shares_its_capsules_and_the_centre_of_the_super_kernel() -> None:
     supernet = DARTS().mutate_model(CapsNetSpace())
     frozen = supernet.primary.freeze({"stem_channels": 16, "primary_caps": 4, "primary_dim": 4, "primary_kernel": 3})
     assert isinstance(frozen, PrimaryCaps)
-    super_weight = supernet.primary.kernel.conv.weight
-    torch.testing.assert_close(frozen.conv.weight, super_weight[:16, :16, 1:4, 1:4], rtol=0, atol=0)
-    torch.testing.assert_close(frozen.conv.bias, supernet.primary.kernel.conv.bias[:16], rtol=0, atol=0)
+    # super-kernel: 8 capsule types x 8 dims, 32 input channels, 5x5; the frozen layer keeps
+    # capsules 0-3 and, in each, dims 0-3 (not the first 16 flat channels)
+    super_weight = supernet.primary.kernel.conv.weight.view(8, 8, 32, 5, 5)
+    expected = super_weight[:4, :4].reshape(16, 32, 5, 5)[:, :16, 1:4, 1:4]
+    torch.testing.assert_close(frozen.conv.weight, expected, rtol=0, atol=0)
+    super_bias = supernet.primary.kernel.conv.bias.view(8, 8)
+    torch.testing.assert_close(frozen.conv.bias, super_bias[:4, :4].reshape(16), rtol=0, atol=0)
 
 
 def test_path_sampling_supernet_runs_the_sampled_network_with_shared_weights() -> None:

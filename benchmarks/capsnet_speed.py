@@ -1,0 +1,135 @@
+"""Training and inference speed of Sabour et al.'s CapsNet on the CPU.
+
+Prints, for batch 64 on N threads (default 2): median training-step and inference time after
+warm-up, images/s, FLOPs per step (``torch.utils.flop_counter.FlopCounterMode``), achieved
+GFLOP/s and that as a fraction of the float32 GEMM throughput measured in the same run, and
+peak resident memory. Each configuration runs in its own process (so the allocator setting
+and peak memory are its own) and configurations are interleaved over ``--rounds``.
+
+    python benchmarks/capsnet_speed.py                   # default vs tuned glibc allocator
+    python benchmarks/capsnet_speed.py --rounds 3 --steps 10
+
+Benchmark on an idle machine: any other load halves the GEMM figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable
+
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(threads: int, batch: int, steps: int) -> dict:
+    """Run inside a worker process: every figure of one configuration."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nni_capsnas.quiet import silence_known_warnings
+    from search_spaces.reference import capsnet
+    from trials.losses import ClassificationLoss
+
+    silence_known_warnings()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    gemm_s = _median_seconds(lambda: a @ b, repeats=10, warmup=3)
+    gemm_gflops = 2 * 2048 ** 3 / gemm_s / 1e9
+
+    model = capsnet((1, 28, 28), 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = ClassificationLoss()
+    images = torch.rand(batch, 1, 28, 28)
+    labels = torch.randint(0, 10, (batch,))
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(model(images), labels, images, model.decoder)
+        loss.backward()
+        optimizer.step()
+
+    with FlopCounterMode(display=False) as counter:
+        loss = criterion(model(images), labels, images, model.decoder)
+        loss.backward()
+    step_flops = counter.get_total_flops()
+    optimizer.zero_grad(set_to_none=True)
+    step_s = _median_seconds(train_step, repeats=steps, warmup=3)
+
+    model.eval()
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            model(images)
+        inference_flops = counter.get_total_flops()
+        inference_s = _median_seconds(lambda: model(images), repeats=steps, warmup=2)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"threads": threads, "batch": batch, "gemm_gflops": gemm_gflops, "step_ms": step_s * 1e3,
+            "step_gflop": step_flops / 1e9, "step_gflops": step_flops / step_s / 1e9,
+            "inference_ms": inference_s * 1e3, "inference_gflops": inference_flops / inference_s / 1e9,
+            "train_images_s": batch / step_s, "inference_images_s": batch / inference_s, "peak_rss_mib": peak_mib}
+
+
+def _run_worker(config: str, args: argparse.Namespace) -> dict:
+    env = dict(os.environ)
+    if config == "tuned malloc":
+        env.update(TUNED_MALLOC)
+    command = [sys.executable, __file__, "--worker", "--threads", str(args.threads), "--batch", str(args.batch),
+               "--steps", str(args.steps)]
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of every configuration")
+    parser.add_argument("--configs", nargs="+", default=["default malloc", "tuned malloc"])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(measure(args.threads, args.batch, args.steps)))
+        return
+
+    import pandas as pd
+
+    results = {config: [] for config in args.configs}
+    for _ in range(args.rounds):
+        for config in args.configs:
+            results[config].append(_run_worker(config, args))
+    rows = []
+    for config, runs in results.items():
+        best = min(runs, key=lambda r: r["step_ms"])
+        rows.append({"configuration": config, "GEMM GFLOP/s": best["gemm_gflops"],
+                     "train step ms": best["step_ms"], "train img/s": best["train_images_s"],
+                     "step GFLOP": best["step_gflop"], "achieved GFLOP/s": best["step_gflops"],
+                     "% of GEMM": 100 * best["step_gflops"] / best["gemm_gflops"],
+                     "inference ms": best["inference_ms"], "inference img/s": best["inference_images_s"],
+                     "peak RSS MiB": best["peak_rss_mib"]})
+    table = pd.DataFrame(rows).set_index("configuration").T
+    print(f"Sabour CapsNet (8.2 M parameters, decoder included), batch {args.batch}, {args.threads} threads, "
+          f"best of {args.rounds} interleaved rounds (each a median of {args.steps} steps after warm-up)")
+    print(table.to_string(float_format=lambda v: f"{v:,.1f}"))
+    print(f"load average: {os.getloadavg()[0]:.2f} (benchmark on an idle machine)")
+
+
+if __name__ == "__main__":
+    main()
