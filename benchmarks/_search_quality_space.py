@@ -1,9 +1,9 @@
 """The small, enumerable NNI model space of ``benchmarks/search_quality.py``.
 
-A two-convolution CNN for 8x8 digits with seven categorical choices (864 architectures, 288 distinct
-inference graphs).
-Every sample builds a different network; samples that differ only in ``dropout`` share
-their inference graph (dropout vanishes in evaluation mode), hence their hardware cost.
+A two-convolution CNN for 8x8 digits with seven categorical choices: 864 architectures, 288
+distinct inference graphs. Every sample builds a different network; samples that differ only in
+``dropout`` share their inference graph (dropout vanishes in evaluation mode), hence their
+hardware cost.
 """
 
 from __future__ import annotations

@@ -33,6 +33,10 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from nni_capsnas.quiet import silence_known_warnings  # noqa: E402
+
+silence_known_warnings()  # before NNI's modules are imported (they warn at import time)
+
 from _search_quality_space import (  # noqa: E402
     CANDIDATES, COST_FREE_LABELS, INPUT_SHAPE, TinyCNNSpace, all_samples, arch_key, cost_key, definition_hash,
     space_size,
@@ -51,11 +55,11 @@ REFERENCE = 1.1  # hypervolume reference point in normalised objective space (na
 TARGET_FRACTION = 0.90
 TARGET_BUDGET = 200
 
-# Strategy settings (public knobs only).
+# Strategy settings (public knobs only), chosen on seeds 100-119 (``--seeds 20 --seed-offset 100``), not
+# on the reported seeds 0-4. NSGA2 keeps its default operators (uniform crossover, ResampleMutation);
+# population/offspring 6-20 and other mutation rates were all within noise of this choice.
 NSGA2_SETTINGS = {"population_size": 12, "offspring_size": 12}
 EVOLUTION_SETTINGS = {"population_size": 20, "sample_size": 5, "mutation_prob": 0.2}
-
-_logger = logging.getLogger("search_quality")
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,14 +288,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200], help="evaluations per run")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per strategy and budget")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="first seed (e.g. 100 to check on seeds the settings were not chosen on)")
     parser.add_argument("--rebuild-table", action="store_true", help="measure the table again")
     args = parser.parse_args()
     if any(b < 1 for b in args.budgets) or args.seeds < 1:
         parser.error("--budgets and --seeds must be positive")
 
-    from nni_capsnas.quiet import silence_known_warnings
-
-    silence_known_warnings()
     # One experiment per run: keep stdout readable (NNI also warns on every run that the sequential
     # engine ignores the training service).
     logging.getLogger("nni").setLevel(logging.ERROR)
@@ -302,9 +305,11 @@ def main() -> int:
     _TABLE, build_seconds, cached = load_table(args.rebuild_table)
     load_seconds = time.perf_counter() - table_start
 
+    front = _front_keys(_TABLE)
     results = []
     run_seconds: dict[str, float] = {name: 0.0 for name in STRATEGIES}
-    runs = [(name, budget, seed) for budget in args.budgets for name in STRATEGIES for seed in range(args.seeds)]
+    seeds = range(args.seed_offset, args.seed_offset + args.seeds)
+    runs = [(name, budget, seed) for budget in args.budgets for name in STRATEGIES for seed in seeds]
     for name, budget, seed in tqdm(runs, desc="search runs", unit="run"):
         tic = time.perf_counter()
         evaluated = run_once(name, budget, seed)
@@ -312,7 +317,7 @@ def main() -> int:
         fraction = _TABLE.hypervolume([_TABLE.rows[k] for k in evaluated]) / _TABLE.front_hv
         results.append({"strategy": name, "budget": budget, "seed": seed, "evaluated": len(evaluated),
                         "distinct": len(set(evaluated)), "hv_fraction": fraction,
-                        "front_found": len(set(evaluated) & _front_keys(_TABLE))})
+                        "front_found": len(set(evaluated) & front)})
     frame = pd.DataFrame(results)
     report(frame, args, build_seconds, cached, load_seconds, run_seconds)
     return 0
@@ -353,8 +358,12 @@ def report(frame: pd.DataFrame, args: argparse.Namespace, build_seconds: float, 
                                    for name in STRATEGIES} for budget in args.budgets})
     table.index.name = "strategy \\ evaluations"
     print()
-    print(f"Hypervolume as a fraction of the true front's (mean ± std over {args.seeds} seeds)")
+    print(f"Hypervolume as a fraction of the true front's (mean ± std over {args.seeds} seeds, "
+          f"{args.seed_offset}-{args.seed_offset + args.seeds - 1})")
     print(markdown(table))
+    best_baseline = summary["mean"].unstack().loc[list(STRATEGIES[1:])].max()
+    lead = summary["mean"].unstack().loc["NSGA2"] - best_baseline
+    print("NSGA2 minus the best baseline (mean): " + ", ".join(f"{b}: {lead[b]:+.3f}" for b in args.budgets))
     found = frame.groupby(["strategy", "budget"])["front_found"].mean().unstack().loc[list(STRATEGIES)]
     found.index.name = "strategy \\ evaluations"
     print()

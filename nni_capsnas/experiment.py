@@ -39,7 +39,15 @@ class CapsNasExperiment(NasExperiment):
         hooks = getattr(self.strategy, "on_generation_end", None)
         if isinstance(hooks, list) and self.save_checkpoint not in hooks:
             hooks.append(self.save_checkpoint)
+        if hasattr(self.strategy, "trial_history"):
+            self.strategy.trial_history = self._finished_trials
         return engine
+
+    def _finished_trials(self) -> list[Any]:
+        from .experiment_store import ExperimentFolder, read_trial_records
+
+        folder = ExperimentFolder(self.id, self._checkpoint_directory.parent)
+        return read_trial_records(folder) if folder.database.is_file() else []
 
     def load_checkpoint(self) -> None:
         super().load_checkpoint()
@@ -50,13 +58,8 @@ class CapsNasExperiment(NasExperiment):
     def _adopt_finished_trials(self) -> None:
         """Tell the strategy about every trial NNI finished, even after a stale checkpoint."""
         adopt = getattr(self.strategy, "adopt_trials", None)
-        if adopt is None:
-            return
-        from .experiment_store import ExperimentFolder, read_trial_records
-
-        folder = ExperimentFolder(self.id, self._checkpoint_directory.parent)
-        if folder.database.is_file():
-            adopt(read_trial_records(folder))
+        if adopt is not None:
+            adopt(self._finished_trials())
 
     def save_checkpoint(self) -> None:
         if getattr(self, "_action", None) == "resume" and not self._state_loaded:

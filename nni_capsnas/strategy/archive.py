@@ -63,6 +63,10 @@ class Archive:
     def record(self, key: Key, evaluation: Evaluation) -> None:
         self._entries[tuple(int(k) for k in key)] = evaluation
 
+    def forget(self, key: Key) -> None:
+        """Drop one architecture (e.g. submitted but never run)."""
+        self._entries.pop(tuple(key), None)
+
     def forget_running(self) -> int:
         """Drop architectures still marked running (e.g. after a crash); returns how many."""
         running = [k for k, e in self._entries.items() if e.status == RUNNING]

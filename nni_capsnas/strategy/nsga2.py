@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
@@ -60,6 +61,15 @@ class NSGA2(Strategy):
     hardware_estimator
         Callable from an NNI sample to estimated metrics (e.g. ``{"energy_mj": ...}``),
         used for the pre-training check.
+
+    Attributes
+    ----------
+    on_generation_end
+        Callables run after every generation (the experiment checkpoints there).
+    trial_history
+        Optional callable returning the experiment's finished trials (records with
+        ``trial_id``, ``status``, ``sample``, ``metrics``); read every generation, so trials
+        NNI ran outside this strategy's view (resumed after a restart) are adopted.
     max_stalled_generations
         Stop after this many consecutive generations that produced no new trial (the
         space, or its feasible part, is exhausted).
@@ -96,6 +106,7 @@ class NSGA2(Strategy):
         self._models: dict[Key, ExecutableModelSpace] = {}
         self._lock = threading.Lock()
         self.on_generation_end: list[Callable[[], None]] = []
+        self.trial_history: Optional[Callable[[], Iterable[Any]]] = None
 
     def extra_repr(self) -> str:
         return (f"population_size={self.population_size}, offspring_size={self.offspring_size}, "
@@ -141,6 +152,8 @@ class NSGA2(Strategy):
             if not budget_left:
                 _logger.info("trial budget exhausted after generation %d", self.generation)
                 return
+            if self.trial_history is not None:
+                self.adopt_trials(self.trial_history())
             F, G = self.archive.objective_arrays(keys, self.objectives)
             Evaluator().eval(StaticProblem(algorithm.problem, F=F, G=G), population)
             algorithm.tell(infills=population)
@@ -157,10 +170,10 @@ class NSGA2(Strategy):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.archive.load_state_dict(state_dict["archive"])
-        dropped = self.archive.forget_running()
-        if dropped:
-            _logger.warning("%d architectures were still training at the checkpoint; they may be proposed again",
-                            dropped)
+        running = self.archive.count(RUNNING)
+        if running:
+            _logger.info("%d architectures were training at the checkpoint: NNI resumes those trials and "
+                         "their results are adopted when they finish", running)
         self.generation = int(state_dict["generation"])
         self._population = state_dict.get("population")
 
@@ -254,10 +267,27 @@ class NSGA2(Strategy):
             self.engine.submit_models(model)
             pending.append((key, model))
         if pending:
-            self.engine.wait_models(*(model for _, model in pending))
+            self._wait_for([model for _, model in pending])
         for key, model in pending:
             self._record_outcome(key, model)
+        if budget_left and not self.engine.budget_available():
+            budget_left = False
         return len(pending), budget_left
+
+    def _wait_for(self, models: list[ExecutableModelSpace]) -> None:
+        """Wait until every model finished, or NNI's manager will start no more trials.
+
+        A model submitted in the instant the manager reached its trial budget is never
+        run; NNI's ``wait_models`` would wait for it forever.
+        """
+        manager = getattr(self.engine, "nodejs_binding", None)
+        if manager is None:
+            self.engine.wait_models(*models)
+            return
+        while not all(model.status.completed() for model in models):
+            if manager.get_status() in ("DONE", "STOPPED", "ERROR"):
+                return
+            time.sleep(1.0)
 
     def _reject_before_training(self, key: Key, sample: dict[str, Any]) -> bool:
         if self.hardware_estimator is None or not self.objectives.constraints:
@@ -276,6 +306,10 @@ class NSGA2(Strategy):
         with self._lock:
             metrics = self._reported.pop(id(model), None)
         sample = dict(model.sample or self._require_codec().decode(key))
+        if not model.status.completed():
+            self.archive.forget(key)
+            _logger.info("not trained (the trial budget ran out first): %s", sample)
+            return
         if model.status != ModelStatus.Trained or metrics is None:
             reason = f"trial ended with status {model.status.value}" + ("" if metrics else " and no final metric")
             self.archive.record(key, Evaluation(sample, FAILED, metrics or {}, reason))
