@@ -46,6 +46,7 @@ def measure(threads: int, batch: int, steps: int) -> dict:
     from nni_capsnas.quiet import silence_known_warnings
     from search_spaces.reference import capsnet
     from trials.losses import ClassificationLoss
+    from trials.training import make_optimizer
 
     silence_known_warnings()
     torch.set_num_threads(threads)
@@ -55,7 +56,7 @@ def measure(threads: int, batch: int, steps: int) -> dict:
     gemm_gflops = 2 * 2048 ** 3 / gemm_s / 1e9
 
     model = capsnet((1, 28, 28), 10)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(model.parameters(), learning_rate=1e-3)
     criterion = ClassificationLoss()
     images = torch.rand(batch, 1, 28, 28)
     labels = torch.randint(0, 10, (batch,))

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from .datasets import load_dataset
 from .losses import ClassificationLoss, class_scores
+from .training import make_optimizer
 
 
 @nni.trace
@@ -74,7 +75,7 @@ class CapsuleClassificationModule(LightningModule):
         self.log("val_accuracy", accuracy, prog_bar=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        return make_optimizer(self.parameters(), learning_rate=self.learning_rate, weight_decay=self.weight_decay)
 
     def _accuracy(self) -> Optional[float]:
         value = self.trainer.callback_metrics.get("val_accuracy")

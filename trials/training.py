@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -86,6 +86,21 @@ class NonFiniteLossError(RuntimeError):
     """Raised when the training loss becomes NaN or infinite."""
 
 
+def make_optimizer(parameters: Iterable[torch.nn.Parameter], *, learning_rate: float,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam, fused into one kernel per step where PyTorch supports it (several times faster on CPU).
+
+    CapsNet's 8.2 M parameters make the optimizer step a large share of a training step:
+    the unfused update walks every parameter tensor about ten times.
+    """
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError) as error:  # e.g. parameters on a device without a fused kernel
+        _logger.debug("fused Adam unavailable (%s); using the default implementation", error)
+        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
+
+
 def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Translate each image by up to ``max_shift`` pixels in each direction, filling with zeros."""
     if max_shift == 0:
@@ -140,7 +155,8 @@ def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConf
     """
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(data.train, batch_size=config.batch_size, shuffle=True, generator=generator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model.parameters(), learning_rate=config.learning_rate,
+                               weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     criterion = ClassificationLoss(reconstruction_weight=config.reconstruction_weight)
     decoder = getattr(model, "decoder", None)
