@@ -50,11 +50,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for chatty in ("onnxscript", "onnx_ir", "torch.onnx"):  # the exporter narrates every pass at INFO
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
     except (CommandError, ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"nni-capsnas {args.command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split()) or type(error).__name__  # always one line
+        print(f"nni-capsnas {args.command}: error: {message}", file=sys.stderr)
         return 2

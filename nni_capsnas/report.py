@@ -54,7 +54,7 @@ def _plot(trials: pd.DataFrame, front: pd.DataFrame, metric: str, path: Path) ->
     done = trials[trials["status"] == "SUCCEEDED"]
     axes.scatter(done[metric], done["accuracy"], s=18, c="0.6", label="trials")
     ordered = front.sort_values(metric)
-    axes.plot(ordered[metric], ordered["accuracy"], "o-", c="C3", label="Pareto front")
+    axes.plot(ordered[metric], ordered["accuracy"], "o-", c="C3", label="Pareto front (all objectives)")
     axes.set_xlabel(metric)
     axes.set_ylabel("accuracy")
     axes.set_xscale("log" if done[metric].max() > 20 * max(done[metric].min(), 1e-12) else "linear")
