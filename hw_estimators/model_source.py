@@ -77,9 +77,21 @@ def _check_model(model: onnx.ModelProto, origin: str) -> None:
     if not model.graph.node:
         raise ValueError(f"{origin} is not an ONNX model with a graph (no nodes)")
     for index, node in enumerate(model.graph.node):
+        # protobuf hands out string fields that are not UTF-8 as bytes (ONNX is proto2)
+        texts = [node.op_type, node.domain, node.name, *node.input, *node.output,
+                 *(attribute.name for attribute in node.attribute),
+                 *(text for prop in node.metadata_props for text in (prop.key, prop.value))]
+        if not all(isinstance(text, str) for text in texts):
+            raise ValueError(f"{origin} is not a valid ONNX model (node {index} has a name or attribute that is "
+                             f"not UTF-8 text)")
         if not node.op_type or not node.op_type.isidentifier():
             raise ValueError(f"{origin} is not a valid ONNX model (node {index} has operator type "
                              f"{node.op_type!r})")
+    graph = model.graph
+    names = [value.name for value in (*graph.input, *graph.output, *graph.value_info, *graph.initializer)]
+    if not all(isinstance(name, str) for name in [*names, *(opset.domain for opset in model.opset_import)]):
+        raise ValueError(f"{origin} is not a valid ONNX model (a tensor name or operator-set domain is not "
+                         f"UTF-8 text)")
 
 
 def structure(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -568,41 +568,48 @@ def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bo
     unknown: Counter[str] = Counter()
     names: set[str] = set()
     group: Optional[_ElementwiseGroup] = None
-    for index, node in enumerate(graph.node):
-        parser = PARSERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if parser is None:
-            if strict:
-                raise ValueError(f"strict=True: no parser for ONNX operator {node.op_type!r} "
-                                 f"(domain {node.domain or 'ai.onnx'!r}) at node {node.name or index!r}")
-            unknown[node.op_type if not node.domain else f"{node.domain}.{node.op_type}"] += 1
-            parser = parse_unknown
-        hierarchy, scope = _node_provenance(node)
-        name = node.name or f"{node.op_type}_{index}"
-        while name in names:
-            name = f"{name}_{index}"
-        info = NodeInfo(name=name, module=_module_of(hierarchy), scope=scope,
-                        routing_module=_routing_module(hierarchy, context.routing_classes))
-        counter = _FUSABLE.get(parser) if fuse_elementwise else None
-        if counter is not None:
-            names.add(name)
-            ops = counter(node, context)
-            if group is not None and group.accepts(node, info):
-                group.add(node, ops, context)
+    index, node = -1, None
+    try:
+        for index, node in enumerate(graph.node):
+            parser = PARSERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+            if parser is None:
+                if strict:
+                    raise ValueError(f"strict=True: no parser for ONNX operator {node.op_type!r} "
+                                     f"(domain {node.domain or 'ai.onnx'!r}) at node {node.name or index!r}")
+                unknown[node.op_type if not node.domain else f"{node.domain}.{node.op_type}"] += 1
+                parser = parse_unknown
+            hierarchy, scope = _node_provenance(node)
+            name = node.name or f"{node.op_type}_{index}"
+            while name in names:
+                name = f"{name}_{index}"
+            info = NodeInfo(name=name, module=_module_of(hierarchy), scope=scope,
+                            routing_module=_routing_module(hierarchy, context.routing_classes))
+            counter = _FUSABLE.get(parser) if fuse_elementwise else None
+            if counter is not None:
+                names.add(name)
+                ops = counter(node, context)
+                if group is not None and group.accepts(node, info):
+                    group.add(node, ops, context)
+                    continue
+                if group is not None:
+                    layers.append(group.layer())
+                group = _ElementwiseGroup(node, info, ops, context)
                 continue
+            layer = parser(node, context, info)
+            if layer is None:
+                continue
+            names.add(name)
             if group is not None:
                 layers.append(group.layer())
-            group = _ElementwiseGroup(node, info, ops, context)
-            continue
-        layer = parser(node, context, info)
-        if layer is None:
-            continue
-        names.add(name)
+                group = None
+            layers.append(layer)
         if group is not None:
             layers.append(group.layer())
-            group = None
-        layers.append(layer)
-    if group is not None:
-        layers.append(group.layer())
+    except (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as error:
+        # A node that breaks its operator's schema (missing attribute, wrong attribute type, ...).
+        where = f"node {node.name or index!r} ({node.op_type})" if node is not None else "graph"
+        raise ValueError(f"model: malformed ONNX {where}: {type(error).__name__}: "
+                         f"{' '.join(str(error).split())}") from error
     if unknown:
         _logger.warning("costed as element-wise work (no parser): %s",
                         ", ".join(f"{op} x{count}" for op, count in sorted(unknown.items())))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from nni.nas.experiment import NasExperiment
 
@@ -62,11 +65,49 @@ class CapsNasExperiment(NasExperiment):
             adopt(self._finished_trials())
 
     def save_checkpoint(self) -> None:
+        """NNI's checkpoint (``config.json``, ``state.ckpt.*``), each file replaced atomically.
+
+        NNI writes the files in place: a driver killed while writing would leave a truncated
+        checkpoint. Here every file is written beside its target and renamed over it, so the
+        checkpoint on disk is always a complete old or a complete new one; the previous state
+        is kept as ``state.ckpt.*.bak``. Errors are logged, as NNI does.
+        """
         if getattr(self, "_action", None) == "resume" and not self._state_loaded:
             _logger.warning("resume did not load the saved state: leaving the checkpoint of %s untouched", self.id)
             return
-        if self._engine is not None:
-            for state in self._checkpoint_directory.glob("state.ckpt*"):
-                if not state.name.endswith(".bak"):
-                    shutil.copy2(state, state.with_name(state.name + ".bak"))
-        super().save_checkpoint()
+        import nni
+        from nni.nas.utils.serializer import get_default_serializer
+
+        directory = self._checkpoint_directory
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with _replacing(directory / "config.json") as temporary:
+                with temporary.open("w", encoding="utf-8") as handle:
+                    nni.dump(self.config.json(), fp=handle, indent=2)
+            if self._engine is not None:
+                serializer = get_default_serializer()
+                target = directory / f"state.ckpt{serializer.suffix}"
+                if target.is_file():
+                    with _replacing(target.with_name(target.name + ".bak")) as temporary:
+                        shutil.copy2(target, temporary)
+                staging = directory / ".state.ckpt.tmp"
+                written = staging.with_name(staging.name + serializer.suffix)
+                try:
+                    serializer.save(self.state_dict(), staging)
+                    os.replace(written, target)
+                finally:
+                    written.unlink(missing_ok=True)
+            _logger.debug("checkpoint saved to %s", directory)
+        except Exception:  # as NNI: a failed checkpoint must not end the search
+            _logger.exception("could not save the checkpoint of %s", self.id)
+
+
+@contextlib.contextmanager
+def _replacing(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` that replaces it when the block succeeds."""
+    temporary = target.with_name(f".{target.name}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)

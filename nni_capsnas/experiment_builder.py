@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .config import SearchConfig
+from .config import ConfigError, SearchConfig
 
 _logger = logging.getLogger(__name__)
 
@@ -27,18 +27,17 @@ def build_space(config: SearchConfig) -> Any:
     from trials.datasets import load_dataset
 
     data = load_dataset(config.dataset.name, **dataset_options(config))
-    kwargs = dict(input_shape=data.input_shape, num_classes=data.num_classes, **config.space.options)
     if config.space.name == "nascaps":
-        from search_spaces.nascaps_space import NASCapsSpace
-
-        return NASCapsSpace(**kwargs)
-    if config.space.name == "cnn":
-        from search_spaces.cnn_space import CNNSpace
-
-        return CNNSpace(**kwargs)
-    from search_spaces.capsnet_space import CapsNetSpace
-
-    return CapsNetSpace(**kwargs)
+        from search_spaces.nascaps_space import NASCapsSpace as space_class
+    elif config.space.name == "cnn":
+        from search_spaces.cnn_space import CNNSpace as space_class
+    else:
+        from search_spaces.capsnet_space import CapsNetSpace as space_class
+    try:
+        return space_class(input_shape=data.input_shape, num_classes=data.num_classes, **config.space.options)
+    except (TypeError, ValueError) as error:  # unknown option, wrong value: the user's configuration
+        raise ConfigError(f"space.options: rejected by {space_class.__name__}: "
+                          f"{' '.join(str(error).split())}") from error
 
 
 def build_evaluator(config: SearchConfig) -> Any:
@@ -56,6 +55,14 @@ def build_evaluator(config: SearchConfig) -> Any:
 
 def build_strategy(config: SearchConfig, space: Any) -> Any:
     """NSGA2 (ours) or one of NNI's strategies, which optimise the ``default`` metric."""
+    try:
+        return _build_strategy(config, space)
+    except (TypeError, ValueError) as error:  # unknown option, wrong value: the user's configuration
+        raise ConfigError(f"strategy.options: rejected by strategy {config.strategy.name}: "
+                          f"{' '.join(str(error).split())}") from error
+
+
+def _build_strategy(config: SearchConfig, space: Any) -> Any:
     section = config.strategy
     if section.name == "nsga2":
         from .hardware_cost import SampleCostEstimator
@@ -78,11 +85,24 @@ def build_strategy(config: SearchConfig, space: Any) -> Any:
     return nni_strategy.TPE(**section.options)
 
 
-def build_experiment(config: SearchConfig, experiment_id: str | None = None) -> Any:
-    """A ready-to-run ``NasExperiment`` for ``config`` (``experiment_id`` to resume one)."""
-    from .experiment import CapsNasExperiment
+def build_experiment(config: SearchConfig, experiment_id: str | None = None, *, space: Any = None) -> Any:
+    """A ready-to-run ``NasExperiment`` for ``config`` (``experiment_id`` to resume one).
 
-    space = build_space(config)
+    ``space``: the model space, if already built with :func:`build_space`.
+
+    With ``training_service.platform = "remote"`` the trials run on the SSH workers listed
+    there (see :mod:`nni_capsnas.training_service`).
+
+    Raises
+    ------
+    ConfigError
+        If the space or strategy options are rejected, or NNI could not ship the trial code
+        (the current directory) to remote workers.
+    """
+    from .experiment import CapsNasExperiment
+    from .training_service import configure_training_service
+
+    space = build_space(config) if space is None else space
     experiment = CapsNasExperiment(space, build_evaluator(config), build_strategy(config, space),
                                    id=experiment_id)
     section = config.experiment
@@ -95,4 +115,5 @@ def build_experiment(config: SearchConfig, experiment_id: str | None = None) -> 
         workdir = Path(section.workdir).expanduser().resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         experiment.config.experiment_working_directory = str(workdir)
+    configure_training_service(experiment.config, config.training_service)
     return experiment

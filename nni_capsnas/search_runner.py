@@ -24,6 +24,8 @@ class SearchOutcome:
     report_dir: Optional[Path] = None
     front_size: int = 0
     interrupted: bool = False
+    #: Where remote trials' logs are (they stay on the workers); ``None`` for local searches.
+    worker_logs: Optional[str] = None
 
     @property
     def succeeded(self) -> bool:
@@ -37,6 +39,8 @@ class SearchOutcome:
         if self.report_dir is not None:
             lines.append(f"Pareto front of {self.front_size} architectures; report in {self.report_dir}")
         lines.append(f"experiment folder: {self.folder}")
+        if self.worker_logs:
+            lines.append(f"trial logs on the workers: {self.worker_logs}")
         if self.interrupted:
             lines.append(f"interrupted: continue with  nni-capsnas resume {self.experiment_id} "
                          f"--workdir {self.folder.parent}")
@@ -47,64 +51,112 @@ CONFIG_FILE = "nni-capsnas-config.json"
 
 
 def run_search(config: SearchConfig, *, report_dir: Optional[Path] = None) -> SearchOutcome:
-    """Build and run the experiment of ``config``; summarise failures and write the report."""
-    from .experiment_builder import build_experiment
+    """Build and run the experiment of ``config``; summarise failures and write the report.
 
+    Besides NNI's files, the experiment folder gets the configuration, the search's identity
+    (space and search-shaping settings, checked by :func:`resume_search`) and a lock held
+    while this process drives the search (see :mod:`nni_capsnas.resume_guard`).
+    """
+    from .experiment_builder import build_experiment
+    from .resume_guard import check_port_free, driver_lock, write_identity
+
+    check_port_free(config.experiment.port)
     experiment = build_experiment(config)
     folder = Path(experiment.config.experiment_working_directory).expanduser() / experiment.id
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
-    return _run(experiment, config, report_dir, resume=False)
+    with driver_lock(folder):
+        (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+        write_identity(folder, config, experiment.model_space)
+        return _run(experiment, config, report_dir, resume=False)
 
 
 def resume_search(experiment_id: str, *, workdir: Optional[str] = None, port: Optional[int] = None,
                   report_dir: Optional[Path] = None) -> SearchOutcome:
-    """Continue an interrupted search from its checkpoint, with the configuration it started with."""
-    from .config import ConfigError, parse_config
-    from .experiment_builder import build_experiment
+    """Continue an interrupted search from its checkpoint, with the configuration it started with.
+
+    Everything the resume reads is validated first: on a missing or corrupt checkpoint or
+    configuration, a configuration edited in a way that changes the search, a changed space
+    or a driver still running, it raises :class:`~nni_capsnas.resume_guard.ResumeError` and
+    no file was changed. Then the NNI manager and trials that a killed driver left running
+    are stopped, and the search goes on: trials that finished meanwhile are adopted, trials
+    that were cut short run again.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no experiment ``experiment_id`` (in ``workdir``).
+    ResumeError
+        If the search cannot be resumed as it is (the message says why).
+    ConfigError
+        If the web UI port is taken.
+    """
+    from .experiment_builder import build_experiment, build_space
     from .experiment_store import locate_experiment
+    from .resume_guard import (check_port_free, check_resumable, check_space, driver_lock, stop_orphaned_processes,
+                               working_directory)
 
     folder = locate_experiment(experiment_id, workdir)
-    config_path = folder.path / CONFIG_FILE
-    if not config_path.is_file():
-        raise ConfigError(f"{config_path} is missing: only searches started by 'nni-capsnas search' can be resumed")
-    if not any(folder.checkpoint.glob("state.ckpt*")):
-        raise ConfigError(f"{folder.checkpoint} holds no saved state to resume from")
-    config = parse_config(json.loads(config_path.read_text(encoding="utf-8")))
+    folder.path = folder.path.resolve()
+    plan = check_resumable(folder.path)
+    config = plan.config
     config.experiment.workdir = str(folder.path.parent)
     if port is not None:
         config.experiment.port = port
-    experiment = build_experiment(config, experiment_id=folder.experiment_id)
-    return _run(experiment, config, report_dir, resume=True)
+    report_dir = report_dir.resolve() if report_dir is not None else None
+    # NNI resumes a NAS experiment only from the directory it started in (its trial code directory).
+    with working_directory(plan.code_directory):
+        space = build_space(config)
+        check_space(plan, folder.path, space)
+        experiment = build_experiment(config, experiment_id=folder.experiment_id, space=space)
+        stop_orphaned_processes(folder.path)
+        check_port_free(config.experiment.port)
+        with driver_lock(folder.path):
+            return _run(experiment, config, report_dir, resume=True)
 
 
 def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, resume: bool) -> SearchOutcome:
-    from .experiment_store import failure_reason, locate_experiment, read_trials
+    from .experiment_store import locate_experiment, read_trials
     from .report import write_report
+    from .training_service import TrainingServiceError, is_remote, manager_bind_host, startup_failure
+    from .manager_patches import bind_trial_parameters
     from .webui import bind_webui
 
-    port, host = config.experiment.port, config.experiment.host
+    port, host = config.experiment.port, manager_bind_host(config)
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
     print(f"web UI: http://{shown_host}:{port}  (experiment {experiment.id})", flush=True)
     logging.getLogger("nni").setLevel(logging.WARNING)
     interrupted = False
     try:
-        with bind_webui(host):
+        with bind_trial_parameters(), bind_webui(host):
             # NNI returns None when it caught a KeyboardInterrupt (and stopped the experiment).
             finished = experiment.resume(port=port) if resume else experiment.run(port=port)
         interrupted = finished is None
+        if not interrupted and is_remote(config):
+            _copy_failed_trial_logs(experiment, port, host)
     except KeyboardInterrupt:
         interrupted = True
         _logger.warning("interrupted: stopping the experiment (finished trials and the checkpoint are kept)")
+    except Exception as error:
+        # NNI's manager shuts down when a worker cannot be started, and its Python client
+        # then fails on a closed connection: name NNI's reason instead.
+        if is_remote(config):
+            folder = Path(experiment.config.experiment_working_directory).expanduser() / experiment.id
+            problem = startup_failure(folder / "log", config.training_service)
+            if problem is not None:
+                raise TrainingServiceError(problem) from error
+        raise
     finally:
         _stop_quietly(experiment)
     workdir = Path(experiment.config.experiment_working_directory).expanduser()
     folder = locate_experiment(experiment.id, workdir)
     trials = read_trials(folder)
     statuses = trials["status"].value_counts().to_dict() if "status" in trials else {}
-    failures = [(row["trial_id"], failure_reason(row.get("log_path")))
+    failures = [(row["trial_id"], _failure(row, folder.path, remote=is_remote(config)))
                 for row in trials.to_dict("records") if row.get("status") not in ("SUCCEEDED", None)]
     outcome = SearchOutcome(experiment.id, folder.path, statuses, failures, interrupted=interrupted)
+    if is_remote(config):
+        outcome.worker_logs = (f"~/nni-experiments/{experiment.id}/environments/<worker>/trials/<trial> on each "
+                               f"machine; failed trials' logs copied to {folder.path / 'trials'}")
     if outcome.succeeded:
         target = report_dir or folder.path / "report"
         if target.exists():
@@ -115,6 +167,38 @@ def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, r
     else:
         _logger.error("no trial succeeded: see the reasons above and the trial logs in %s", folder.path)
     return outcome
+
+
+def _failed_trial_ids(experiment: Any) -> list[str]:
+    from .experiment_store import ExperimentFolder, read_trial_records
+
+    folder = Path(experiment.config.experiment_working_directory).expanduser() / experiment.id
+    store = ExperimentFolder(experiment.id, folder)
+    if not store.database.is_file():
+        return []
+    return [record.trial_id for record in read_trial_records(store) if record.status not in ("SUCCEEDED", "UNKNOWN")]
+
+
+def _copy_failed_trial_logs(experiment: Any, port: int, host: str) -> None:
+    """Copy the logs of failed remote trials from their workers while the manager still runs."""
+    from .training_service import fetch_trial_logs
+
+    failed = _failed_trial_ids(experiment)
+    if failed:
+        folder = Path(experiment.config.experiment_working_directory).expanduser() / experiment.id
+        copied = fetch_trial_logs(port, host, folder, failed)
+        _logger.info("copied the logs of %d of %d failed trials from their workers", len(copied), len(failed))
+
+
+def _failure(row: dict[str, Any], folder: Path, *, remote: bool) -> str:
+    """Why a trial failed; for remote trials read from the logs copied off the worker, naming the worker."""
+    from .experiment_store import failure_reason
+
+    if not remote:
+        return failure_reason(row.get("log_path"))
+    reason = failure_reason(row.get("log_path"), copy=folder / "trials" / str(row["trial_id"]))
+    environment = row.get("environment_id")
+    return f"on {environment}: {reason}" if isinstance(environment, str) and environment else reason
 
 
 def _stop_quietly(experiment: Any) -> None:

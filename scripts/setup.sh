@@ -24,6 +24,14 @@ fi
 "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24" 
 echo "setup: installing nni-capsnas[$EXTRAS] (first run downloads PyTorch; a few minutes)"
 "$VENV/bin/python" -m pip install --quiet --progress-bar off -e ".[$EXTRAS]"
+# Test-only: torchattacks 3.5.1 pins requests~=2.25.1, which would downgrade what NNI needs;
+# without its dependencies it imports fine beside a current requests (torch, numpy, scipy are there).
+case ",$EXTRAS," in
+    *,dev,*)
+        "$VENV/bin/python" -m pip install --quiet --no-deps "torchattacks==3.5.1"
+        "$VENV/bin/python" -c "import torchattacks" \
+            || { echo "setup: torchattacks does not import" >&2; exit 1; } ;;
+esac
 # NNI 3.0 ships no wheel metadata for this; nnictl imports pkg_resources.
 "$VENV/bin/python" -c "import pkg_resources, nni, torch, onnxruntime, pymoo" 2>/dev/null \
     || { echo "setup: installed packages do not import; see the pip output above" >&2; exit 1; }

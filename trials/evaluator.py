@@ -3,13 +3,15 @@
 ``evaluate_architecture`` runs inside an NNI trial (local or remote worker). It reports the
 held-out accuracy after every epoch (intermediate results) and one final dict:
 ``default`` (the accuracy unless configured otherwise), ``accuracy``, ``energy_mj``,
-``latency_ms``, ``memory_kib``, ``macs``, ``params``, ``host_latency_ms``, ``train_seconds``.
+``latency_ms``, ``memory_kib``, ``macs``, ``params``, ``host_latency_ms``, ``train_seconds``, and
+``robust_accuracy`` when a ``robustness`` attack is configured.
 A NaN loss, out-of-memory, invalid architecture or timeout raises, so NNI records a *failed*
 trial with the reason in its log; nothing is ever reported as accuracy 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Optional
@@ -19,6 +21,7 @@ import torch
 from nni.nas.evaluator import FunctionalEvaluator
 from torch import nn
 
+from .attacks import AttackConfig, robust_accuracy
 from .datasets import DATASETS, load_dataset
 from .training import TrainConfig, train
 
@@ -29,7 +32,8 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
                           epochs: int = 2, batch_size: int = 64, learning_rate: float = 1e-3,
                           shift_pixels: int = 0, accelerator: str = "capsacc",
                           time_budget_s: Optional[float] = None, default_metric: str = "accuracy",
-                          measure_host: bool = True, seed: int = 0, threads: Optional[int] = None) -> dict[str, Any]:
+                          measure_host: bool = True, seed: int = 0, threads: Optional[int] = None,
+                          robustness: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Train ``model`` and report its accuracy and hardware cost to NNI.
 
     Parameters
@@ -50,6 +54,10 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
         Also measure the onnxruntime latency on the worker's CPU.
     threads
         PyTorch threads in this trial.
+    robustness
+        Attack the trained model on the held-out split and add ``robust_accuracy``, e.g.
+        ``{"attack": "pgd", "epsilon": 0.1, "steps": 10}`` (keys of
+        :class:`trials.attacks.AttackConfig`); ``None`` (default) skips it.
 
     Returns
     -------
@@ -60,6 +68,7 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
     from nni_capsnas.quiet import silence_known_warnings
 
     silence_known_warnings()
+    attack = AttackConfig.from_mapping(robustness) if robustness is not None else None
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -73,6 +82,8 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
                        on_epoch_end=lambda record: nni.report_intermediate_result(record.val_accuracy))
         metrics: dict[str, Any] = {"accuracy": result.final_accuracy, "train_seconds": time.monotonic() - start}
         metrics.update(network_cost(model, data.input_shape, accelerator=accelerator, measure_host=measure_host))
+        if attack is not None:
+            metrics["robust_accuracy"] = robust_accuracy(model, data.val, **dataclasses.asdict(attack))
     except Exception as error:
         _logger.error("trial failed: %s: %s", type(error).__name__, error)
         raise
@@ -94,4 +105,6 @@ def hardware_aware_evaluator(**options: Any) -> FunctionalEvaluator:
         raise ValueError(f"dataset must be one of {', '.join(sorted(DATASETS))}, got {dataset!r}")
     TrainConfig(epochs=options.get("epochs", 2), batch_size=options.get("batch_size", 64),
                 learning_rate=options.get("learning_rate", 1e-3), shift_pixels=options.get("shift_pixels", 0))
+    if options.get("robustness") is not None:
+        AttackConfig.from_mapping(options["robustness"])
     return FunctionalEvaluator(evaluate_architecture, **options)

@@ -4,8 +4,10 @@ Zhang, Yue et al., "Effective, Efficient and Robust Neural Architecture Search" 
 2011.09820). A first-order DARTS search whose architecture step treats several upper-level
 objectives on the validation batch separately:
 
-- ``clean``: the evaluator's training loss (cross-entropy for logits, margin + reconstruction
-  for capsule networks) on the clean batch;
+- ``clean``: the upper-level loss on the clean batch: the evaluator's training loss
+  (``upper_loss="training"``: cross-entropy for logits, margin + reconstruction for capsule
+  networks) or cross-entropy on the class scores (``upper_loss="cross_entropy"``: the logits,
+  or the capsule lengths);
 - ``adversarial``: the same loss on adversarial images from an injected ``adversary``
   (e.g. ``functools.partial(trials.attacks.fgsm, epsilon=0.1, random_start=True)``);
 - one term per :class:`~nni_capsnas.strategy.resource.ResourceConstraint`: the expected
@@ -15,15 +17,20 @@ objectives on the validation batch separately:
 The gradients of the objectives w.r.t. the architecture parameters are combined with MGDA
 (:mod:`nni_capsnas.strategy.mgda`): the weights are the min-norm point of the normalised
 gradients' convex hull, and the update is ``sum_i w_i grad L_i`` of the raw losses (as in
-Sener & Koltun's and E2RNAS' code). Objectives whose gradient is exactly zero (a satisfied
-``max`` budget) sit out the solve with weight 0, otherwise their zero vector would *be* the
-min-norm point and stop the search. The weight step is DARTS' (optionally mixing in an
-adversarial loss).
+Sener & Koltun's and E2RNAS' code; ``combine="raw"``), or the min-norm point of the
+normalised gradients itself (``combine="normalized"``), so that an objective with a large
+gradient (a resource term, typically) does not dominate the direction through its scale.
+Objectives whose gradient is exactly zero (a satisfied ``max`` budget) sit out the solve with
+weight 0, otherwise their zero vector would *be* the min-norm point and stop the search. The
+weight step is DARTS' (optionally mixing in an adversarial loss).
 
 If the adversary accepts an ``input_gradient`` keyword (as :func:`trials.attacks.fgsm` does),
-it receives the gradient of the clean loss w.r.t. the images, computed in the same backward
-pass as the clean objective's architecture gradient: FGSM then costs no extra forward/backward
-pass (E2RNAS' own shortcut).
+it receives the gradient of the clean upper-level loss w.r.t. the images, computed in the same
+backward pass as the clean objective's architecture gradient: FGSM then costs no extra
+forward/backward pass (E2RNAS' own shortcut). For capsule networks prefer
+``upper_loss="cross_entropy"`` then: the margin loss is flat (zero input gradient) for
+confidently classified images, so an FGSM step along its gradient leaves them unperturbed and
+the adversarial objective degenerates into a copy of the clean one.
 
 NNI's ``penalty=`` is not used (it has no effect in NNI 3.0).
 """
@@ -42,11 +49,18 @@ from nni.nas.nn.pytorch import Cell
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS
 
+from nni_capsnas.modules import capsule_length
+
 from .expected_cost import ExpectedLabelCost, ExpectedParams, HardwareCostTable
-from .mgda import NORMALIZATIONS, mgda_weights
+from .mgda import NORMALIZATIONS, min_norm_weights, normalize_gradients
 from .resource import ResourceConstraint
 
 _logger = logging.getLogger(__name__)
+
+#: Upper-level losses: the evaluator's training loss, or cross-entropy on the class scores.
+UPPER_LOSSES: tuple[str, ...] = ("training", "cross_entropy")
+#: What the MGDA weights combine: the raw gradients or the normalised ones.
+COMBINE_MODES: tuple[str, ...] = ("raw", "normalized")
 
 #: ``adversary(model, images, labels) -> adversarial images``.
 Adversary = Callable[..., torch.Tensor]
@@ -80,6 +94,16 @@ def _accepts_input_gradient(adversary: Optional[Adversary]) -> bool:
         return False
 
 
+def _class_scores(output: torch.Tensor) -> torch.Tensor:
+    """Capsule lengths of ``(batch, classes, dim)`` capsules, or the logits themselves."""
+    if output.dim() == 3:
+        return capsule_length(output)
+    if output.dim() == 2:
+        return output
+    raise ValueError(f"model output must be class capsules (batch, classes, dim) or logits (batch, classes), "
+                     f"got shape {tuple(output.shape)}")
+
+
 def _flat(gradients: Sequence[Optional[torch.Tensor]], parameters: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).to(torch.float64)
                       for g, p in zip(gradients, parameters)])
@@ -98,6 +122,10 @@ class E2RNASLightningModule(DartsLightningModule):
         Resource terms (built by :class:`E2RNAS`).
     gradient_normalization
         ``"l2"``, ``"loss"``, ``"loss+"`` or ``"none"``.
+    upper_loss
+        ``"training"`` or ``"cross_entropy"``.
+    combine
+        ``"raw"`` or ``"normalized"`` gradients combined with the MGDA weights.
     weight_adversarial
         Fraction of adversarial loss in the weight step (0: clean training).
     arc_learning_rate, gradient_clip_val, log_prob_every_n_step, warmup_epochs
@@ -106,7 +134,8 @@ class E2RNASLightningModule(DartsLightningModule):
 
     def __init__(self, training_module: pl.LightningModule, *, adversary: Optional[Adversary] = None,
                  resources: Sequence[_ResourceTerm] = (), gradient_normalization: str = "l2",
-                 weight_adversarial: float = 0.0, arc_learning_rate: float = 3.0e-4,
+                 upper_loss: str = "training", combine: str = "raw", weight_adversarial: float = 0.0,
+                 arc_learning_rate: float = 3.0e-4,
                  gradient_clip_val: Optional[float] = None, log_prob_every_n_step: int = 10,
                  warmup_epochs: int = 0) -> None:
         super().__init__(training_module, arc_learning_rate=arc_learning_rate, gradient_clip_val=gradient_clip_val,
@@ -114,6 +143,8 @@ class E2RNASLightningModule(DartsLightningModule):
         self.adversary = adversary
         self.resources = list(resources)
         self.gradient_normalization = gradient_normalization
+        self.upper_loss = upper_loss
+        self.combine = combine
         self.weight_adversarial = weight_adversarial
         self._shares_input_gradient = _accepts_input_gradient(adversary)
         self.records: list[ArchitectureStepRecord] = []
@@ -137,6 +168,11 @@ class E2RNASLightningModule(DartsLightningModule):
         result = self.training_module.training_step((images, labels), batch_idx)
         return result["loss"] if isinstance(result, dict) else result
 
+    def _upper_loss(self, images: torch.Tensor, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if self.upper_loss == "cross_entropy":
+            return nn.functional.cross_entropy(_class_scores(self.model(images)), labels)
+        return self._training_loss(images, labels, batch_idx)
+
     def _objective_names(self) -> list[str]:
         names = ["clean"] + (["adversarial"] if self.adversary is not None else [])
         return names + [term.name for term in self.resources]
@@ -148,21 +184,21 @@ class E2RNASLightningModule(DartsLightningModule):
         alphas = self.ordered_arch_parameters()
         images, labels = batch
         probe = images.detach().requires_grad_(self._shares_input_gradient)
-        clean = self._training_loss(probe, labels, 2 * batch_idx)
+        clean = self._upper_loss(probe, labels, 2 * batch_idx)
         targets = list(alphas) + ([probe] if self._shares_input_gradient else [])
         gradients = torch.autograd.grad(clean, targets, allow_unused=True)
         losses, vectors = [clean.detach()], [_flat(gradients[:len(alphas)], alphas)]
         if self.adversary is not None:
             extra = {"input_gradient": gradients[-1]} if self._shares_input_gradient else {}
             adversarial_images = self.adversary(self.model, images.detach(), labels, **extra)
-            adversarial = self._training_loss(adversarial_images.detach(), labels, 2 * batch_idx)
+            adversarial = self._upper_loss(adversarial_images.detach(), labels, 2 * batch_idx)
             losses.append(adversarial.detach())
             vectors.append(_flat(torch.autograd.grad(adversarial, alphas, allow_unused=True), alphas))
         expected: dict[str, float] = {}
         for term in self.resources:
             value = term.expectation()
             loss = term.constraint.loss(value)
-            expected[term.name] = float(value)
+            expected[term.name] = value.item()
             losses.append(loss.detach())
             if loss.requires_grad:
                 vectors.append(_flat(torch.autograd.grad(loss, alphas, allow_unused=True), alphas))
@@ -172,10 +208,15 @@ class E2RNASLightningModule(DartsLightningModule):
         loss_values = torch.stack([value.to(torch.float64) for value in losses])
         active = torch.nonzero(matrix.norm(dim=1) > 0).flatten()
         weights = torch.zeros(len(vectors), dtype=torch.float64)
+        combined = matrix
         if active.numel():
-            weights[active] = mgda_weights(matrix[active], loss_values[active],
-                                           normalization=self.gradient_normalization)
-        direction = weights @ matrix
+            normalized = normalize_gradients(matrix[active], loss_values[active],
+                                             normalization=self.gradient_normalization)
+            weights[active] = min_norm_weights(normalized)
+            if self.combine == "normalized":
+                combined = torch.zeros_like(matrix)
+                combined[active] = normalized
+        direction = weights @ combined
         offset = 0
         for alpha in alphas:
             size = alpha.numel()
@@ -252,6 +293,14 @@ class E2RNAS(DARTS):
         ``metric``, ``target``, ``mode``.
     gradient_normalization
         MGDA gradient normalisation: ``"l2"``, ``"loss"``, ``"loss+"`` or ``"none"``.
+    upper_loss
+        Loss of the clean and adversarial objectives: ``"training"`` (the evaluator's
+        ``training_step`` loss, as DARTS) or ``"cross_entropy"`` on the class scores (logits or
+        capsule lengths; recommended for capsule networks with a gradient-sharing adversary,
+        see the module docstring).
+    combine
+        ``"raw"``: the update is ``sum_i w_i grad L_i`` (Sener & Koltun, E2RNAS);
+        ``"normalized"``: the min-norm point of the normalised gradients.
     input_shape
         ``(channels, height, width)``, needed for hardware metrics; default: the space's
         ``input_shape`` attribute.
@@ -265,7 +314,8 @@ class E2RNAS(DARTS):
     """
 
     def __init__(self, *, adversary: Optional[Adversary] = None, resources: Sequence[ResourceSpec] = (),
-                 gradient_normalization: str = "l2", input_shape: Optional[Sequence[int]] = None,
+                 gradient_normalization: str = "l2", upper_loss: str = "training", combine: str = "raw",
+                 input_shape: Optional[Sequence[int]] = None,
                  accelerator: str = "capsacc", weight_adversarial: float = 0.0,
                  arc_learning_rate: float = 3.0e-4, gradient_clip_val: Optional[float] = None,
                  log_prob_every_n_step: int = 10, warmup_epochs: int = 0,
@@ -277,6 +327,10 @@ class E2RNAS(DARTS):
             raise ValueError(f"adversary must be callable(model, images, labels) or None, got {adversary!r}")
         if gradient_normalization not in NORMALIZATIONS:
             raise ValueError(f"gradient_normalization must be one of {NORMALIZATIONS}, got {gradient_normalization!r}")
+        if upper_loss not in UPPER_LOSSES:
+            raise ValueError(f"upper_loss must be one of {UPPER_LOSSES}, got {upper_loss!r}")
+        if combine not in COMBINE_MODES:
+            raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
         if isinstance(weight_adversarial, bool) or not isinstance(weight_adversarial, (int, float)) \
                 or not 0 <= weight_adversarial <= 1:
             raise ValueError(f"weight_adversarial must be a number in [0, 1], got {weight_adversarial!r}")
@@ -289,10 +343,13 @@ class E2RNAS(DARTS):
         if input_shape is not None:
             shape = tuple(int(s) for s in input_shape)
             if len(shape) != 3 or min(shape) < 1:
-                raise ValueError(f"input_shape must be (channels, height, width) of positive sizes, got {input_shape!r}")
+                raise ValueError(f"input_shape must be (channels, height, width) of positive sizes, "
+                                 f"got {input_shape!r}")
             input_shape = shape
         self.adversary = adversary
         self.gradient_normalization = gradient_normalization
+        self.upper_loss = upper_loss
+        self.combine = combine
         self.input_shape = input_shape
         self.accelerator = accelerator
         self.weight_adversarial = float(weight_adversarial)
@@ -300,7 +357,8 @@ class E2RNAS(DARTS):
 
     def extra_repr(self) -> str:
         return (f"adversary={self.adversary!r}, resources={self.resources!r}, "
-                f"gradient_normalization={self.gradient_normalization!r}, arc_learning_rate={self.arc_learning_rate}")
+                f"gradient_normalization={self.gradient_normalization!r}, upper_loss={self.upper_loss!r}, "
+                f"combine={self.combine!r}, arc_learning_rate={self.arc_learning_rate}")
 
     def _hardware_table(self, model: nn.Module) -> Optional[HardwareCostTable]:
         if all(r.metric == "params" for r in self.resources):
@@ -339,11 +397,12 @@ class E2RNAS(DARTS):
 
     def expected_costs(self) -> dict[str, float]:
         """Current expected cost of every resource objective (after ``mutate_model``)."""
-        return {term.name: float(term.expectation()) for term in self._resource_terms}
+        return {term.name: term.expectation().item() for term in self._resource_terms}
 
     def configure_oneshot_module(self, training_module: pl.LightningModule) -> E2RNASLightningModule:
         return E2RNASLightningModule(
             training_module, adversary=self.adversary, resources=self._resource_terms,
-            gradient_normalization=self.gradient_normalization, weight_adversarial=self.weight_adversarial,
+            gradient_normalization=self.gradient_normalization, upper_loss=self.upper_loss, combine=self.combine,
+            weight_adversarial=self.weight_adversarial,
             arc_learning_rate=self.arc_learning_rate, gradient_clip_val=self.gradient_clip_val,
             log_prob_every_n_step=self.log_prob_every_n_step, warmup_epochs=self.warmup_epochs)

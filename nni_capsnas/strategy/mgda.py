@@ -7,10 +7,14 @@ simplex. ``-d`` decreases every objective at once unless ``d = 0`` (a Pareto-sta
 The solver here works on the Gram matrix ``G = [g_i . g_j]`` (k x k, in float64):
 
 - ``k = 2``: closed form, ``w_1 = clip((g_2.g_2 - g_1.g_2) / |g_1 - g_2|^2, 0, 1)``;
-- ``k >= 3``: accelerated projected gradient (FISTA) on ``w^T G w`` over the simplex, started
-  from the best pair's closed-form solution, then *polished*: the KKT system of the detected
-  support ``S`` (``G_SS w_S = lambda 1``, ``sum w_S = 1``) is solved exactly and kept when it is
-  feasible and no worse. Small k (the number of objectives) keeps this cheap.
+- ``3 <= k <= 10``: exact active-set enumeration. The minimiser lies on some face of the
+  simplex; for every support ``S`` the KKT system ``G_SS w_S = lambda 1``, ``sum w_S = 1`` is
+  solved (least squares, so singular faces are fine) and the best feasible, consistent solution
+  is kept. By Caratheodory some affinely independent support reaches the min-norm point, so
+  the enumeration is exact; ``2^k - 1`` tiny solves are cheap for the handful of objectives a
+  search has;
+- ``k > 10``: accelerated projected gradient (FISTA) on ``w^T G w`` over the simplex, started
+  from the best pair's closed-form solution, then polished with the KKT system of its support.
 
 Gradient normalisation before the solve follows Sener & Koltun's ``gradient_normalizers`` (also
 used by E2RNAS): ``"l2"`` divides ``g_i`` by its norm, ``"loss"`` by the loss value, ``"loss+"``
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -29,6 +33,7 @@ _logger = logging.getLogger(__name__)
 
 NORMALIZATIONS: tuple[str, ...] = ("l2", "loss", "loss+", "none")
 _TINY = 1e-12
+_MAX_ENUMERATED = 10
 
 TensorLike = Union[torch.Tensor, Sequence[float]]
 
@@ -77,26 +82,46 @@ def _objective(gram: torch.Tensor, weights: torch.Tensor) -> float:
     return float(weights @ gram @ weights)
 
 
-def _polish(gram: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Exact KKT solution on the support of ``weights`` when it is feasible and no worse."""
-    support = torch.nonzero(weights > 1e-9).flatten()
+def _face_solution(gram: torch.Tensor, support: torch.Tensor) -> Optional[torch.Tensor]:
+    """Min-norm weights restricted to ``support`` by its KKT system, or ``None`` if infeasible."""
     size = support.numel()
-    block = gram[support][:, support]
     system = torch.zeros(size + 1, size + 1, dtype=gram.dtype)
-    system[:size, :size] = block
+    system[:size, :size] = gram[support][:, support]
     system[:size, size] = -1
     system[size, :size] = 1
-    rhs = torch.zeros(size + 1, dtype=gram.dtype)
+    rhs = torch.zeros(size + 1, 1, dtype=gram.dtype)
     rhs[size] = 1
-    solution = torch.linalg.lstsq(system, rhs.unsqueeze(1)).solution.flatten()[:size]
-    if not torch.isfinite(solution).all() or (solution < -1e-12).any():
+    solution = torch.linalg.lstsq(system, rhs, driver="gelsd").solution
+    if not torch.isfinite(solution).all() or float((system @ solution - rhs).abs().max()) > 1e-9:
+        return None
+    weights = solution.flatten()[:size]
+    if bool((weights < -1e-10).any()):
+        return None
+    full = torch.zeros(gram.shape[0], dtype=gram.dtype)
+    full[support] = torch.clamp(weights, min=0)
+    total = float(full.sum())
+    return full / total if total > 0 else None
+
+
+def _enumerate_faces(gram: torch.Tensor) -> torch.Tensor:
+    k = gram.shape[0]
+    best, best_value = None, float("inf")
+    for size in range(1, k + 1):
+        for support in itertools.combinations(range(k), size):
+            weights = _face_solution(gram, torch.tensor(support))
+            if weights is not None:
+                value = _objective(gram, weights)
+                if value < best_value - 1e-15:
+                    best, best_value = weights, value
+    assert best is not None  # every single vertex is a feasible face
+    return best
+
+
+def _polish(gram: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Exact KKT solution on the support of ``weights`` when it is feasible and no worse."""
+    candidate = _face_solution(gram, torch.nonzero(weights > 1e-9).flatten())
+    if candidate is None:
         return weights
-    candidate = torch.zeros_like(weights)
-    candidate[support] = torch.clamp(solution, min=0)
-    total = float(candidate.sum())
-    if total <= 0:
-        return weights
-    candidate = candidate / total
     return candidate if _objective(gram, candidate) <= _objective(gram, weights) + 1e-15 else weights
 
 
@@ -109,7 +134,7 @@ def min_norm_weights(gradients: Union[torch.Tensor, Sequence[torch.Tensor]], *, 
     gradients
         A ``(k, d)`` matrix, or k tensors of any shapes with d elements each.
     max_iterations
-        Iterations of the projected-gradient solver (``k >= 3``).
+        Iterations of the projected-gradient solver (``k > 10``).
     tolerance
         Stop when the weights move less than this (L1) in one iteration.
 
@@ -139,6 +164,8 @@ def min_norm_weights(gradients: Union[torch.Tensor, Sequence[torch.Tensor]], *, 
     weights[best_pair[0]], weights[best_pair[1]] = best_gamma, 1 - best_gamma
     if k == 2:
         return weights
+    if k <= _MAX_ENUMERATED:
+        return _enumerate_faces(gram)
     lipschitz = 2 * float(torch.linalg.eigvalsh(gram).max())
     step = 1 / lipschitz
     momentum_point, previous, t = weights.clone(), weights.clone(), 1.0

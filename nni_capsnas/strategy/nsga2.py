@@ -31,6 +31,11 @@ _logger = logging.getLogger(__name__)
 
 HardwareEstimator = Callable[[dict[str, Any]], Mapping[str, float]]
 
+#: NNI trial statuses (last event in its database) of trials that will still run or finish.
+IN_FLIGHT = frozenset({"WAITING", "RUNNING", "ADD_RESUMED", "ADD_CUSTOMIZED"})
+#: Statuses of trials stopped by a user or by an early-stopping rule: not a verdict on the architecture.
+CANCELLED = frozenset({"USER_CANCELED", "USER_TO_CANCEL", "EARLY_STOPPED"})
+
 
 class NSGA2(Strategy):
     """Multi-objective architecture search with pymoo's NSGA-II (Deb et al. 2002), as in NASCaps.
@@ -178,10 +183,14 @@ class NSGA2(Strategy):
         self._population = state_dict.get("population")
 
     def adopt_trials(self, records: Iterable[Any]) -> int:
-        """Record trials NNI finished (``status``, ``sample``, ``metrics``) that the archive lacks.
+        """Record what NNI knows of trials (``status``, ``sample``, ``metrics``) that the archive lacks.
 
         Called on resume with the experiment's database, which may be ahead of the
-        checkpoint. Returns how many were adopted.
+        checkpoint, and after every generation. Finished trials are recorded as trained or
+        failed; trials still in flight (NNI runs again the trials a crash cut short) are
+        recorded as running, so their architectures are not proposed a second time; trials
+        cancelled while the archive had them running are forgotten, so they can be proposed
+        again. Returns how many records changed the archive.
         """
         codec = self._require_codec()
         adopted = 0
@@ -191,7 +200,19 @@ class NSGA2(Strategy):
             except ValueError:
                 continue
             known = self.archive[key].status if key in self.archive else None
-            if known in (TRAINED, FAILED) or record.status not in ("SUCCEEDED", "FAILED", "SYS_CANCELED"):
+            if known in (TRAINED, FAILED):
+                continue
+            if record.status in IN_FLIGHT:
+                if known is None:
+                    self.archive.record(key, Evaluation(dict(record.sample), RUNNING))
+                    adopted += 1
+                continue
+            if record.status in CANCELLED:
+                if known == RUNNING:
+                    self.archive.forget(key)
+                    adopted += 1
+                continue
+            if record.status not in ("SUCCEEDED", "FAILED", "SYS_CANCELED"):
                 continue
             metrics = {k: _plain(v) for k, v in (record.metrics or {}).items()}
             missing = self.objectives.missing(metrics)
@@ -202,7 +223,7 @@ class NSGA2(Strategy):
                 self.archive.record(key, Evaluation(dict(record.sample), FAILED, metrics, reason))
             adopted += 1
         if adopted:
-            _logger.info("adopted %d finished trials from the experiment database", adopted)
+            _logger.info("adopted %d trials from the experiment database", adopted)
         return adopted
 
     def state_dict(self) -> dict:

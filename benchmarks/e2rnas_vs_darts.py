@@ -1,0 +1,310 @@
+"""E2RNAS against DARTS on mnist-t10k: same space, same search budget, identical retraining.
+
+Both strategies search the same one-shot space (``CapsuleCellSpace`` for 28x28 MNIST by default,
+or NNI's DARTS cell space with ``--space darts``) as real ``NasExperiment`` runs on NNI's
+sequential engine, with the same evaluator, epochs, batches and architecture learning rate.
+The weight step trains on one part of the training split, the architecture step reads another
+part of it; the held-out split is touched only by the final evaluation. E2RNAS' upper level
+has three objectives: the clean loss (cross-entropy on the capsule lengths by default, see
+``--upper-loss``), the same loss on FGSM (random start) images, and the expected parameter
+count pulled towards ``--params-target`` (``abs`` mode); DARTS has its training loss.
+Each derived architecture is then retrained from scratch with the same seed and settings and
+evaluated: clean accuracy, FGSM and PGD accuracy (L-infinity, epsilon in pixel units, stated
+in the table), parameters, energy on the ``capsacc`` accelerator model, and the search time per
+epoch (a Lightning callback times each epoch; one-time set-up is reported apart). On a shared
+machine the two searches run under different loads, so the epoch-time ratio is taken from
+extra one-epoch searches of both strategies, alternated, by process CPU time on one thread
+(``--timing-repeats``).
+
+Targets (issue 5): the E2RNAS architecture has at least 5 points higher PGD accuracy than
+DARTS' with no more parameters, and an E2RNAS search epoch takes at most 1.6x a DARTS epoch.
+
+Run: ``.venv/bin/python benchmarks/e2rnas_vs_darts.py [--data-root DIR] [--search-train 768]
+[--search-epochs 2] [--retrain-epochs 2] [--eval-samples 1000] [--output result.json]``
+(defaults: about 10-15 minutes on two CPU cores).
+Exits 0 whether or not the targets are met; the last lines say which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+from nni_capsnas.quiet import silence_known_warnings
+
+silence_known_warnings()  # before NNI's modules are imported (they warn at import time)
+
+import nni  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
+from nni.nas.evaluator.pytorch import DataLoader, Lightning, Trainer  # noqa: E402
+from nni.nas.experiment import NasExperiment  # noqa: E402
+from nni.nas.strategy import DARTS  # noqa: E402
+
+from nni_capsnas.hardware_cost import network_cost  # noqa: E402
+from nni_capsnas.strategy.e2rnas import E2RNAS  # noqa: E402
+from nni_capsnas.strategy.expected_cost import ExpectedParams  # noqa: E402
+from search_spaces.capsule_cell_space import CapsuleCellSpace  # noqa: E402
+from search_spaces.darts_cell_space import DartsCellSpace  # noqa: E402
+from trials.attacks import fgsm, robust_accuracy  # noqa: E402
+from trials.datasets import DatasetSplits, load_dataset  # noqa: E402
+from trials.lightning import CapsuleClassificationModule  # noqa: E402
+from trials.training import TrainConfig, evaluate, train  # noqa: E402
+
+_logger = logging.getLogger("e2rnas_vs_darts")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PGD_TARGET_POINTS = 5.0
+EPOCH_RATIO_TARGET = 1.6
+
+
+@nni.trace
+class _TensorPart(TensorDataset):
+    """A traced slice of a tensor dataset (NNI's Lightning evaluator wants traced arguments)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__(images, labels)
+
+
+class _EpochTimer(pl.Callback):
+    """Wall-clock and process CPU seconds of every training epoch."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
+        self._start = self._cpu_start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        self.cpu_seconds.append(time.process_time() - self._cpu_start)
+
+
+@dataclass
+class Result:
+    """One strategy's search and its retrained architecture."""
+
+    strategy: str
+    architecture: dict[str, Any]
+    epoch_seconds: list[float]
+    epoch_cpu_seconds: list[float]
+    setup_seconds: float
+    clean_accuracy: float = float("nan")
+    fgsm_accuracy: float = float("nan")
+    pgd_accuracy: float = float("nan")
+    params: int = 0
+    energy_mj: float = float("nan")
+    mgda_weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def epoch_median(self) -> float:
+        return statistics.median(self.epoch_seconds) if self.epoch_seconds else float("nan")
+
+
+def _space(args: argparse.Namespace) -> Any:
+    if args.space == "darts":
+        return DartsCellSpace(input_shape=(1, 28, 28), width=args.darts_width, num_cells=3)
+    return CapsuleCellSpace(input_shape=(1, 28, 28), stem_channels=16, stem_stride=2, primary_stride=2,
+                            primary_caps=(4, 8), primary_dim=(4, 8), routing_iterations=(1, 3), class_dim=8)
+
+
+def _evaluator(search_train: TensorDataset, search_val: TensorDataset, args: argparse.Namespace,
+               timer: _EpochTimer) -> Lightning:
+    trainer = Trainer(max_epochs=args.search_epochs, accelerator="cpu", devices=1, logger=False,
+                      enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+                      callbacks=[timer])
+    return Lightning(CapsuleClassificationModule(learning_rate=args.learning_rate), trainer,
+                     train_dataloaders=DataLoader(search_train, batch_size=args.batch_size, shuffle=True),
+                     val_dataloaders=DataLoader(search_val, batch_size=args.batch_size, shuffle=True))
+
+
+def _params_target(args: argparse.Namespace) -> float:
+    """``--params-target``, or a fraction of the expected size of the untrained supernet."""
+    if args.params_target is not None:
+        return args.params_target
+    supernet = DARTS().mutate_model(_space(args))
+    return args.params_ratio * ExpectedParams(supernet)().item()
+
+
+def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_target: float) -> Result:
+    torch.manual_seed(args.seed)
+    images, labels = data.train.tensors  # type: ignore[attr-defined]
+    n, m = args.search_train, args.search_val
+    search_train = _TensorPart(images[:n], labels[:n])
+    search_val = _TensorPart(images[n:n + m], labels[n:n + m])
+    timer = _EpochTimer()
+    common = dict(arc_learning_rate=args.arc_learning_rate, log_prob_every_n_step=args.log_every)
+    start = time.perf_counter()
+    if name == "darts":
+        strategy: DARTS = DARTS(**common)
+    else:
+        strategy = E2RNAS(adversary=functools.partial(fgsm, epsilon=args.search_epsilon, random_start=True),
+                          resources=[{"metric": "params", "target": params_target, "mode": "abs"}],
+                          gradient_normalization=args.normalization, upper_loss=args.upper_loss,
+                          combine=args.combine, **common)
+    experiment = NasExperiment(_space(args), _evaluator(search_train, search_val, args, timer), strategy)
+    with tempfile.TemporaryDirectory(prefix="e2rnas-vs-darts-") as workdir:
+        experiment.config.experiment_working_directory = workdir
+        try:
+            experiment.run()
+            architecture = experiment.export_top_models(formatter="dict")[0]
+        finally:
+            experiment.stop()
+    total = time.perf_counter() - start
+    result = Result(name, architecture, timer.seconds, timer.cpu_seconds, total - sum(timer.seconds))
+    if isinstance(strategy, E2RNAS):
+        records = strategy.oneshot_module.records
+        result.mgda_weights = {key: statistics.mean(r.weights[key] for r in records) for key in records[0].weights}
+    _logger.info("%s: architecture %s, epochs %s s", name, architecture, [round(s, 1) for s in timer.seconds])
+    return result
+
+
+def _interleaved_epoch_seconds(data: DatasetSplits, args: argparse.Namespace,
+                               params_target: float) -> dict[str, list[float]]:
+    """Process CPU seconds of one-epoch searches of both strategies, alternated, on one thread.
+
+    CPU time of a single-threaded process counts the work done, not the waiting, so other jobs
+    on a shared machine disturb it far less than wall time (caches and memory bandwidth are
+    still shared); alternating the strategies spreads what disturbance is left evenly.
+    """
+    timing = argparse.Namespace(**{**vars(args), "search_epochs": 1, "search_train": args.timing_images,
+                                   "search_val": args.timing_images})
+    seconds: dict[str, list[float]] = {"darts": [], "e2rnas": []}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(args.timing_repeats):
+            for name in seconds:
+                seconds[name].extend(_search(name, data, timing, params_target).epoch_cpu_seconds)
+    finally:
+        torch.set_num_threads(threads)
+    return seconds
+
+
+def _retrain_and_evaluate(result: Result, data: DatasetSplits, args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    model = _space(args).freeze(result.architecture)
+    images, labels = data.train.tensors  # type: ignore[attr-defined]
+    count = args.retrain_train or len(labels)
+    splits = DatasetSplits(data.name, TensorDataset(images[:count], labels[:count]), data.val, data.input_shape,
+                           data.num_classes)
+    train(model, splits, TrainConfig(epochs=args.retrain_epochs, batch_size=64, learning_rate=args.learning_rate,
+                                     seed=args.seed), progress=False)
+    evaluation = Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
+    result.clean_accuracy = evaluate(model, evaluation)
+    result.fgsm_accuracy = robust_accuracy(model, evaluation, attack="fgsm", epsilon=args.epsilon, seed=args.seed)
+    result.pgd_accuracy = robust_accuracy(model, evaluation, attack="pgd", epsilon=args.epsilon,
+                                          steps=args.pgd_steps, seed=args.seed)
+    result.params = sum(p.numel() for p in model.parameters())
+    result.energy_mj = network_cost(model, data.input_shape, accelerator="capsacc")["energy_mj"]
+
+
+def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, list[float]]) -> str:
+    header = (f"{'strategy':<8} {'clean':>7} {'FGSM':>7} {'PGD-' + str(args.pgd_steps):>7} {'params':>9} "
+              f"{'energy mJ':>10} {'s/epoch':>8} {'CPU s/ep':>9} {'setup s':>8}")
+    lines = [f"mnist-t10k, space={args.space}, epsilon={args.epsilon} (pixel units, L-inf), "
+             f"PGD {args.pgd_steps} steps random start, accuracies on {args.eval_samples} held-out images; "
+             f"search {args.search_epochs} epochs x {args.search_train // args.batch_size} steps; "
+             f"s/epoch: wall-clock median of the search's epochs; CPU s/ep: median process CPU time of "
+             f"{args.timing_repeats} alternated 1-thread 1-epoch searches on {args.timing_images} images",
+             header]
+    for r in results:
+        timed = statistics.median(timing[r.strategy]) if timing.get(r.strategy) else float("nan")
+        lines.append(f"{r.strategy:<8} {100 * r.clean_accuracy:>6.2f}% {100 * r.fgsm_accuracy:>6.2f}% "
+                     f"{100 * r.pgd_accuracy:>6.2f}% {r.params:>9d} {r.energy_mj:>10.4f} {r.epoch_median:>8.1f} "
+                     f"{timed:>9.1f} {r.setup_seconds:>8.1f}")
+    return "\n".join(lines)
+
+
+def _verdict(darts: Result, e2rnas: Result, timing: dict[str, list[float]]) -> list[str]:
+    gain = 100 * (e2rnas.pgd_accuracy - darts.pgd_accuracy)
+    if timing.get("darts") and timing.get("e2rnas"):  # alternated CPU-time runs
+        ratio = statistics.median(timing["e2rnas"]) / statistics.median(timing["darts"])
+    else:
+        ratio = e2rnas.epoch_median / darts.epoch_median
+    robust = gain >= PGD_TARGET_POINTS and e2rnas.params <= darts.params
+    return [
+        f"PGD gain {gain:+.2f} points (target >= {PGD_TARGET_POINTS}), params {e2rnas.params} vs {darts.params} "
+        f"(target <=): {'MET' if robust else 'NOT MET'}",
+        f"search epoch ratio E2RNAS/DARTS {ratio:.2f} (target <= {EPOCH_RATIO_TARGET}): "
+        f"{'MET' if ratio <= EPOCH_RATIO_TARGET else 'NOT MET'}",
+    ]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=str(REPO_ROOT.parent / "shared" / "data" / "mnist-t10k"))
+    parser.add_argument("--space", choices=("capsule", "darts"), default="capsule")
+    parser.add_argument("--darts-width", type=int, default=4)
+    parser.add_argument("--search-train", type=int, default=768, help="training images for the weight step")
+    parser.add_argument("--search-val", type=int, default=768, help="training images for the architecture step")
+    parser.add_argument("--search-epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--arc-learning-rate", type=float, default=3e-2)
+    parser.add_argument("--search-epsilon", type=float, default=0.1, help="FGSM epsilon of E2RNAS' objective")
+    parser.add_argument("--params-target", type=float, default=None)
+    parser.add_argument("--params-ratio", type=float, default=0.5,
+                        help="params target as a fraction of the untrained supernet's expected size")
+    parser.add_argument("--normalization", default="l2", choices=("l2", "loss", "loss+", "none"))
+    parser.add_argument("--combine", default="raw", choices=("raw", "normalized"),
+                        help="gradients E2RNAS' MGDA weights combine")
+    parser.add_argument("--upper-loss", default="cross_entropy", choices=("training", "cross_entropy"),
+                        help="E2RNAS' clean/adversarial objective (DARTS always uses the training loss)")
+    parser.add_argument("--retrain-epochs", type=int, default=2)
+    parser.add_argument("--retrain-train", type=int, default=4000, help="training images (0: all 8000)")
+    parser.add_argument("--epsilon", type=float, default=0.1, help="evaluation epsilon (pixel units)")
+    parser.add_argument("--pgd-steps", type=int, default=10)
+    parser.add_argument("--eval-samples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-every", type=int, default=8, help="log E2RNAS' MGDA weights every n steps")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--timing-repeats", type=int, default=3,
+                        help="alternated 1-epoch searches per strategy for the epoch-time ratio (0: off)")
+    parser.add_argument("--timing-images", type=int, default=320, help="images per timed epoch")
+    parser.add_argument("--output", default=None, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    for ours in ("e2rnas_vs_darts", "nni_capsnas.strategy.e2rnas"):
+        logging.getLogger(ours).setLevel(logging.INFO)
+    for noisy in ("nni", "pytorch_lightning", "lightning", "lightning.pytorch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    torch.set_num_threads(args.threads)
+
+    data = load_dataset("mnist-t10k", root=args.data_root)
+    if args.search_train + args.search_val > len(data.train):  # type: ignore[arg-type]
+        parser.error(f"--search-train + --search-val must be at most {len(data.train)}")  # type: ignore[arg-type]
+    target = _params_target(args)
+    _logger.info("E2RNAS params target %.0f", target)
+    results = []
+    for name in ("darts", "e2rnas"):
+        result = _search(name, data, args, target)
+        _retrain_and_evaluate(result, data, args)
+        results.append(result)
+    timing = _interleaved_epoch_seconds(data, args, target)
+    print(_table(results, args, timing))
+    for name, result in zip(("DARTS", "E2RNAS"), results):
+        print(f"{name} architecture: {result.architecture}")
+    print(f"E2RNAS params target {target:.0f}; mean MGDA weights {results[1].mgda_weights}")
+    for line in _verdict(*results, timing):
+        print(line)
+    if args.output:
+        Path(args.output).write_text(json.dumps({"args": vars(args), "params_target": target, "timing": timing,
+                                                 "results": [asdict(r) for r in results]}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
