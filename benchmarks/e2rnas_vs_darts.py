@@ -150,7 +150,9 @@ def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_tar
     if name == "darts":
         strategy: DARTS = DARTS(**common)
     else:
-        strategy = E2RNAS(adversary=functools.partial(fgsm, epsilon=args.search_epsilon, random_start=True),
+        adversary = functools.partial(fgsm, epsilon=args.search_epsilon, random_start=True,
+                                      generator=torch.Generator().manual_seed(args.seed))
+        strategy = E2RNAS(adversary=adversary,
                           resources=[{"metric": "params", "target": params_target, "mode": "abs"}],
                           gradient_normalization=args.normalization, upper_loss=args.upper_loss,
                           combine=args.combine, **common)
@@ -273,7 +275,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timing-repeats", type=int, default=3,
                         help="alternated 1-epoch searches per strategy for the epoch-time ratio (0: off)")
-    parser.add_argument("--timing-images", type=int, default=320, help="images per timed epoch")
+    parser.add_argument("--timing-images", type=int, default=640, help="images per timed epoch")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
