@@ -11,17 +11,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from nni_capsnas.modules import MarginLoss, capsule_length, mask_capsules
+from nni_capsnas.modules import MarginLoss, class_scores, mask_capsules
 
-
-def class_scores(output: torch.Tensor) -> torch.Tensor:
-    """Scores ``(batch, classes)``: capsule lengths, or the logits themselves."""
-    if output.dim() == 3:
-        return capsule_length(output)
-    if output.dim() == 2:
-        return output
-    raise ValueError(f"model output must be class capsules (batch, classes, dim) or logits "
-                     f"(batch, classes), got shape {tuple(output.shape)}")
+__all__ = ["ClassificationLoss", "class_scores"]
 
 
 class ClassificationLoss(nn.Module):

@@ -2,7 +2,7 @@
 
 from ._checks import check_positive
 from .caps_cell import CapsCell
-from .capsule_ops import capsule_length, mask_capsules
+from .capsule_ops import capsule_length, class_scores, mask_capsules
 from .class_caps import ClassCaps
 from .conv_caps2d import ConvCaps2d
 from .conv_caps3d import ConvCaps3d
@@ -17,5 +17,5 @@ from .squash import squash
 __all__ = [
     "CapsCell", "ClassCaps", "check_positive", "ConvCaps2d", "ConvCaps3d", "FlattenCaps", "MarginLoss",
     "MixedCapsOperation", "PrimaryCaps", "ReconstructionDecoder", "capsule_length",
-    "capsule_oneshot_hooks", "dynamic_routing", "mask_capsules", "squash",
+    "capsule_oneshot_hooks", "class_scores", "dynamic_routing", "mask_capsules", "squash",
 ]

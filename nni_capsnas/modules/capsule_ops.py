@@ -18,6 +18,16 @@ def capsule_length(v: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return torch.sqrt((v * v).sum(dim=-1) + eps)
 
 
+def class_scores(output: torch.Tensor) -> torch.Tensor:
+    """Scores ``(batch, classes)``: lengths of class capsules ``(batch, classes, dim)``, or logits as they are."""
+    if output.dim() == 3:
+        return capsule_length(output)
+    if output.dim() == 2:
+        return output
+    raise ValueError(f"model output must be class capsules (batch, classes, dim) or logits "
+                     f"(batch, classes), got shape {tuple(output.shape)}")
+
+
 def mask_capsules(v: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Zero every capsule but one per sample.
 

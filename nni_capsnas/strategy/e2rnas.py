@@ -49,7 +49,7 @@ from nni.nas.nn.pytorch import Cell
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS
 
-from nni_capsnas.modules import capsule_length
+from nni_capsnas.modules import class_scores
 
 from .expected_cost import ExpectedLabelCost, ExpectedParams, HardwareCostTable
 from .mgda import NORMALIZATIONS, min_norm_weights, normalize_gradients
@@ -92,16 +92,6 @@ def _accepts_input_gradient(adversary: Optional[Adversary]) -> bool:
         return "input_gradient" in inspect.signature(adversary).parameters
     except (TypeError, ValueError):
         return False
-
-
-def _class_scores(output: torch.Tensor) -> torch.Tensor:
-    """Capsule lengths of ``(batch, classes, dim)`` capsules, or the logits themselves."""
-    if output.dim() == 3:
-        return capsule_length(output)
-    if output.dim() == 2:
-        return output
-    raise ValueError(f"model output must be class capsules (batch, classes, dim) or logits (batch, classes), "
-                     f"got shape {tuple(output.shape)}")
 
 
 def _flat(gradients: Sequence[Optional[torch.Tensor]], parameters: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -170,7 +160,7 @@ class E2RNASLightningModule(DartsLightningModule):
 
     def _upper_loss(self, images: torch.Tensor, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if self.upper_loss == "cross_entropy":
-            return nn.functional.cross_entropy(_class_scores(self.model(images)), labels)
+            return nn.functional.cross_entropy(class_scores(self.model(images)), labels)
         return self._training_loss(images, labels, batch_idx)
 
     def _objective_names(self) -> list[str]:
