@@ -2,11 +2,12 @@
 
 Prints, for batch 64 on N threads (default 2): median training-step and inference time after
 warm-up, images/s, FLOPs per step (``torch.utils.flop_counter.FlopCounterMode``), achieved
-GFLOP/s and that as a fraction of the float32 GEMM throughput measured in the same run, and
+GFLOP/s and that as a fraction of the float32 GEMM throughput measured in the same process
+(best of three square sizes), and
 peak resident memory. Each configuration runs in its own process (so the allocator setting
 and peak memory are its own) and configurations are interleaved over ``--rounds``.
 
-    python benchmarks/capsnet_speed.py                   # default vs tuned glibc allocator
+    python benchmarks/capsnet_speed.py                   # as trained, and two ablations
     python benchmarks/capsnet_speed.py --rounds 3 --steps 10
 
 Benchmark on an idle machine: any other load halves the GEMM figure.
@@ -24,7 +25,12 @@ import sys
 import time
 from typing import Callable
 
-TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
+# Configurations: what training uses (tuned malloc) and two ablations.
+CONFIG_FLAGS = {
+    "tuned malloc": ["--tuned-malloc"],
+    "default malloc": [],
+    "tuned, autograd conv bwd": ["--tuned-malloc", "--autograd-conv"],
+}
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
@@ -38,7 +44,29 @@ def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> floa
     return statistics.median(times)
 
 
-def measure(threads: int, batch: int, steps: int) -> dict:
+def _gemm_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072)) -> float:
+    """The float32 GEMM reference: the best size's median throughput (square, output preallocated)."""
+    import torch
+
+    best = 0.0
+    for n in sizes:
+        a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
+        seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats=8, warmup=2)
+        best = max(best, 2 * n ** 3 / seconds / 1e9)
+    return best
+
+
+def _use_autograd_conv_backward() -> None:
+    """Ablation: primary capsules back-propagate through PyTorch's own convolution backward."""
+    import torch.nn.functional as F
+
+    import nni_capsnas.modules.primary_caps as primary_caps
+
+    primary_caps.conv2d = lambda x, weight, bias, *, stride, padding: F.conv2d(
+        x, weight, bias, stride=stride, padding=padding)
+
+
+def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, autograd_conv: bool = False) -> dict:
     """Run inside a worker process: every figure of one configuration."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -49,11 +77,15 @@ def measure(threads: int, batch: int, steps: int) -> dict:
     from trials.training import make_optimizer
 
     silence_known_warnings()
+    if tuned_malloc:
+        from trials.allocator import keep_large_buffers_in_heap
+
+        keep_large_buffers_in_heap()  # what trials.training.train does
+    if autograd_conv:
+        _use_autograd_conv_backward()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    gemm_s = _median_seconds(lambda: a @ b, repeats=10, warmup=3)
-    gemm_gflops = 2 * 2048 ** 3 / gemm_s / 1e9
+    gemm_gflops = _gemm_gflops()
 
     model = capsnet((1, 28, 28), 10)
     optimizer = make_optimizer(model.parameters(), learning_rate=1e-3)
@@ -88,12 +120,9 @@ def measure(threads: int, batch: int, steps: int) -> dict:
 
 
 def _run_worker(config: str, args: argparse.Namespace) -> dict:
-    env = dict(os.environ)
-    if config == "tuned malloc":
-        env.update(TUNED_MALLOC)
     command = [sys.executable, __file__, "--worker", "--threads", str(args.threads), "--batch", str(args.batch),
-               "--steps", str(args.steps)]
-    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+               "--steps", str(args.steps)] + CONFIG_FLAGS[config]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -103,11 +132,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of every configuration")
-    parser.add_argument("--configs", nargs="+", default=["default malloc", "tuned malloc"])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIG_FLAGS), default=list(CONFIG_FLAGS))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tuned-malloc", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--autograd-conv", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.threads, args.batch, args.steps)))
+        print(json.dumps(measure(args.threads, args.batch, args.steps, args.tuned_malloc, args.autograd_conv)))
         return
 
     import pandas as pd
@@ -116,19 +147,23 @@ def main() -> None:
     for _ in range(args.rounds):
         for config in args.configs:
             results[config].append(_run_worker(config, args))
+    run_gemm = statistics.median(r["gemm_gflops"] for runs in results.values() for r in runs)
     rows = []
     for config, runs in results.items():
         best = min(runs, key=lambda r: r["step_ms"])
         rows.append({"configuration": config, "GEMM GFLOP/s": best["gemm_gflops"],
                      "train step ms": best["step_ms"], "train img/s": best["train_images_s"],
                      "step GFLOP": best["step_gflop"], "achieved GFLOP/s": best["step_gflops"],
-                     "% of GEMM": 100 * best["step_gflops"] / best["gemm_gflops"],
+                     "% of own GEMM": 100 * best["step_gflops"] / best["gemm_gflops"],
+                     "% of run GEMM": 100 * best["step_gflops"] / run_gemm,
                      "inference ms": best["inference_ms"], "inference img/s": best["inference_images_s"],
                      "peak RSS MiB": best["peak_rss_mib"]})
     table = pd.DataFrame(rows).set_index("configuration").T
     print(f"Sabour CapsNet (8.2 M parameters, decoder included), batch {args.batch}, {args.threads} threads, "
           f"best of {args.rounds} interleaved rounds (each a median of {args.steps} steps after warm-up)")
     print(table.to_string(float_format=lambda v: f"{v:,.1f}"))
+    print(f"run GEMM: median {run_gemm:.1f} GFLOP/s over all {sum(map(len, results.values()))} worker processes "
+          "(own GEMM: the same process as the step)")
     print(f"load average: {os.getloadavg()[0]:.2f} (benchmark on an idle machine)")
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .allocator import keep_large_buffers_in_heap
 from .datasets import DatasetSplits
 from .losses import ClassificationLoss, class_scores
 
@@ -152,7 +153,13 @@ def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConf
     ------
     NonFiniteLossError
         If the loss becomes NaN or infinite.
+
+    Notes
+    -----
+    Calls :func:`trials.allocator.keep_large_buffers_in_heap` (glibc only): the training
+    process then keeps freed memory for reuse instead of page-faulting it back every step.
     """
+    keep_large_buffers_in_heap()
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(data.train, batch_size=config.batch_size, shuffle=True, generator=generator)
     optimizer = make_optimizer(model.parameters(), learning_rate=config.learning_rate,

@@ -54,9 +54,12 @@ class ClassCaps(CapsuleModule):
         """Prediction vectors ``u_hat`` of shape ``(batch, in_caps, out_caps, out_dim)``."""
         check_rank("u", u, 3, "(batch, in_caps, in_dim)")
         check_sizes("u", u, [(1, self.in_caps, "in_caps"), (2, self.in_dim, "in_dim")])
+        batch = u.shape[0]
         # (in_caps, batch, in_dim) @ (in_caps, in_dim, out_caps*out_dim)
-        u_hat = torch.bmm(u.transpose(0, 1), self.weight).transpose(0, 1)
-        return u_hat.reshape(u.shape[0], self.in_caps, self.out_caps, self.out_dim)
+        u_hat = torch.bmm(u.transpose(0, 1), self.weight)
+        # Stored as (batch, out_caps, in_caps, out_dim), the layout routing contracts in.
+        u_hat = u_hat.view(self.in_caps, batch, self.out_caps, self.out_dim).permute(1, 2, 0, 3).contiguous()
+        return u_hat.transpose(1, 2)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return dynamic_routing(self.votes(u), self.iterations)

@@ -8,6 +8,7 @@ from .base import CapsuleModule
 
 from ._checks import check_positive, check_rank, check_sizes
 from .squash import squash
+from .strided_conv import conv2d
 
 
 class PrimaryCaps(CapsuleModule):
@@ -57,6 +58,8 @@ class PrimaryCaps(CapsuleModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_rank("x", x, 4, "(batch, in_channels, height, width)")
         check_sizes("x", x, [(1, self.in_channels, "in_channels")])
-        y = self.conv(x)
+        # Same result as self.conv(x); its backward runs as two forward-style convolutions.
+        y = conv2d(x, self.conv.weight, self.conv.bias, stride=self.conv.stride[0],
+                   padding=self.conv.padding[0])
         y = y.view(y.shape[0], self.out_caps, self.caps_dim, y.shape[2], y.shape[3])
         return squash(y, dim=2)

@@ -29,10 +29,14 @@ def dynamic_routing(u_hat: torch.Tensor, iterations: int) -> torch.Tensor:
     """
     check_rank("u_hat", u_hat, 4, "(batch, in_caps, out_caps, out_dim)")
     check_positive("iterations", iterations)
-    logits = u_hat.new_zeros(u_hat.shape[:3])
+    # Work in (batch, out_caps, in_caps, out_dim) layout: both contractions are then plain
+    # batched matrix products without a copy of u_hat per iteration (votes from ClassCaps already
+    # come in this layout, so the transpose below is free for them).
+    votes = u_hat.transpose(1, 2).contiguous()
+    logits = votes.new_zeros(votes.shape[:3])  # (batch, out_caps, in_caps)
     for iteration in range(iterations):
-        coupling = torch.softmax(logits, dim=2)
-        v = squash(torch.einsum("bij,bijd->bjd", coupling, u_hat))
+        coupling = torch.softmax(logits, dim=1)
+        v = squash(torch.matmul(coupling.unsqueeze(2), votes).squeeze(2))
         if iteration + 1 < iterations:
-            logits = logits + torch.einsum("bijd,bjd->bij", u_hat, v)
+            logits = logits + torch.matmul(votes, v.unsqueeze(-1)).squeeze(-1)
     return v
