@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-SPACES = ("nascaps", "cnn", "capsnet")
-STRATEGIES = ("nsga2", "random", "regularized-evolution", "tpe")
+SPACES = ("nascaps", "cnn", "capsnet", "capsule-cell", "darts-cell")
+STRATEGIES = ("nsga2", "random", "regularized-evolution", "tpe", "e2rnas")
 #: Integers must fit the 32-bit ints of NNI's manager and torch (``INT_MIN..INT_MAX``).
 INT_MIN, INT_MAX = -2 ** 31, 2 ** 31 - 1
 #: NNI's duration syntax, e.g. ``90m``, ``1.5h``, ``2d``.
@@ -101,6 +101,9 @@ class TrainingSection:
     shift_pixels: int = 0
     time_budget_s: Optional[float] = None
     seed: int = 0
+    #: Attack the trained network on the held-out split and report ``robust_accuracy``, e.g.
+    #: ``{attack = "pgd", epsilon = 0.1, steps = 10}`` (see :class:`trials.attacks.AttackConfig`).
+    robustness: Optional[dict] = None
 
 
 @dataclass
@@ -289,10 +292,47 @@ def _check_values(config: SearchConfig) -> None:
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
             raise ConfigError(f"strategy.constraints.{_name(key)}: must be a positive finite number, "
                               f"got {_show(bound)}")
+    _check_robustness(config.training.robustness)
+    _check_one_shot(config)
     for key, direction in (config.strategy.objectives or {}).items():
         if direction not in ("max", "min"):
             raise ConfigError(f"strategy.objectives.{_name(key)}: must be 'max' or 'min', got {_show(direction)}")
     _check_training_service(config.training_service)
+
+
+def _check_robustness(robustness: Optional[dict]) -> None:
+    if robustness is None:
+        return
+    from trials.attacks import AttackConfig
+
+    try:
+        AttackConfig.from_mapping(robustness)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"training.robustness: {' '.join(str(error).split())}") from error
+
+
+def _check_one_shot(config: SearchConfig) -> None:
+    """One-shot strategies need a weight-sharing space and resource metrics they can expect."""
+    from .oneshot_search import ONE_SHOT_SPACES, is_one_shot
+
+    if not is_one_shot(config):
+        if config.space.name == "darts-cell":
+            raise ConfigError("space.name: 'darts-cell' (NNI's DARTS cells) is searched one-shot only; use "
+                              "strategy.name = 'e2rnas', or space 'capsule-cell' for multi-trial strategies")
+        return
+    if config.space.name not in ONE_SHOT_SPACES:
+        raise ConfigError(f"space.name: strategy {config.strategy.name!r} searches one-shot and needs a "
+                          f"weight-sharing space ({', '.join(ONE_SHOT_SPACES)}), got {_show(config.space.name)}")
+    from .strategy.resource import RESOURCE_METRICS
+
+    for metric in config.strategy.constraints:
+        if metric not in RESOURCE_METRICS:
+            raise ConfigError(f"strategy.constraints.{_name(metric)}: E2RNAS constrains one of "
+                              f"{', '.join(RESOURCE_METRICS)}")
+        if config.space.name == "darts-cell" and metric != "params":
+            raise ConfigError(f"strategy.constraints.{_name(metric)}: NNI's DARTS cells have per-edge "
+                              "architecture parameters, so only 'params' can be expected; drop this constraint "
+                              "or use space 'capsule-cell'")
 
 
 def is_loopback_host(host: str) -> bool:

@@ -31,6 +31,10 @@ def build_space(config: SearchConfig) -> Any:
         from search_spaces.nascaps_space import NASCapsSpace as space_class
     elif config.space.name == "cnn":
         from search_spaces.cnn_space import CNNSpace as space_class
+    elif config.space.name == "capsule-cell":
+        from search_spaces.capsule_cell_space import CapsuleCellSpace as space_class
+    elif config.space.name == "darts-cell":
+        from search_spaces.darts_cell_space import DartsCellSpace as space_class
     else:
         from search_spaces.capsnet_space import CapsNetSpace as space_class
     try:
@@ -50,11 +54,12 @@ def build_evaluator(config: SearchConfig) -> Any:
         batch_size=training.batch_size, learning_rate=training.learning_rate,
         shift_pixels=training.shift_pixels, time_budget_s=training.time_budget_s, seed=training.seed,
         accelerator=config.hardware.accelerator, measure_host=config.hardware.measure_host,
-        threads=config.experiment.trial_threads)
+        threads=config.experiment.trial_threads, robustness=config.training.robustness)
 
 
 def build_strategy(config: SearchConfig, space: Any) -> Any:
-    """NSGA2 (ours) or one of NNI's strategies, which optimise the ``default`` metric."""
+    """NSGA2 (ours), one of NNI's strategies (which optimise the ``default`` metric), or for
+    ``e2rnas`` the strategy that trains the one-shot phase's derived architecture as a trial."""
     try:
         return _build_strategy(config, space)
     except (TypeError, ValueError) as error:  # unknown option, wrong value: the user's configuration
@@ -64,6 +69,11 @@ def build_strategy(config: SearchConfig, space: Any) -> Any:
 
 def _build_strategy(config: SearchConfig, space: Any) -> Any:
     section = config.strategy
+    if section.name == "e2rnas":
+        from .strategy.fixed_samples import FixedSamples
+
+        # The one-shot phase (nni_capsnas.oneshot_search) sets the derived architecture.
+        return FixedSamples()
     if section.name == "nsga2":
         from .hardware_cost import SampleCostEstimator
         from .strategy import NSGA2

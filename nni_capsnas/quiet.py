@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
+from typing import Iterator, Mapping
 
 
 def silence_known_warnings() -> None:
@@ -12,3 +15,16 @@ def silence_known_warnings() -> None:
     """
     warnings.filterwarnings("ignore", message=r".*is found to be not a nn\.Module.*")
     warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*")
+
+
+@contextlib.contextmanager
+def logger_levels(levels: Mapping[str, int]) -> Iterator[None]:
+    """Set the given loggers' levels for the duration of the block, then restore them."""
+    previous = {name: logging.getLogger(name).level for name in levels}
+    try:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        yield
+    finally:
+        for name, level in previous.items():
+            logging.getLogger(name).setLevel(level)

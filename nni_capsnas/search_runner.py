@@ -26,6 +26,8 @@ class SearchOutcome:
     interrupted: bool = False
     #: Where remote trials' logs are (they stay on the workers); ``None`` for local searches.
     worker_logs: Optional[str] = None
+    #: A one-shot search's supernet phase files (derived architecture, MGDA weights).
+    one_shot_dir: Optional[Path] = None
 
     @property
     def succeeded(self) -> bool:
@@ -36,6 +38,8 @@ class SearchOutcome:
                  + ", ".join(f"{count} {status.lower()}" for status, count in sorted(self.statuses.items()))]
         for trial_id, reason in self.failures:
             lines.append(f"  failed trial {trial_id}: {reason}")
+        if self.one_shot_dir is not None:
+            lines.append(f"E2RNAS derived architecture, probabilities and MGDA weights in {self.one_shot_dir}")
         if self.report_dir is not None:
             lines.append(f"Pareto front of {self.front_size} architectures; report in {self.report_dir}")
         lines.append(f"experiment folder: {self.folder}")
@@ -48,6 +52,8 @@ class SearchOutcome:
 
 
 CONFIG_FILE = "nni-capsnas-config.json"
+#: Where a one-shot (E2RNAS) search keeps its supernet phase's files, inside the experiment folder.
+ONE_SHOT_FOLDER = "e2rnas"
 
 
 def run_search(config: SearchConfig, *, report_dir: Optional[Path] = None) -> SearchOutcome:
@@ -58,6 +64,7 @@ def run_search(config: SearchConfig, *, report_dir: Optional[Path] = None) -> Se
     while this process drives the search (see :mod:`nni_capsnas.resume_guard`).
     """
     from .experiment_builder import build_experiment
+    from .oneshot_search import is_one_shot, run_one_shot_phase
     from .resume_guard import check_port_free, driver_lock, write_identity
 
     check_port_free(config.experiment.port)
@@ -67,6 +74,8 @@ def run_search(config: SearchConfig, *, report_dir: Optional[Path] = None) -> Se
     with driver_lock(folder):
         (folder / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
         write_identity(folder, config, experiment.model_space)
+        if is_one_shot(config):
+            experiment.strategy.samples = run_one_shot_phase(config, folder / ONE_SHOT_FOLDER)
         return _run(experiment, config, report_dir, resume=False)
 
 
@@ -92,6 +101,7 @@ def resume_search(experiment_id: str, *, workdir: Optional[str] = None, port: Op
     """
     from .experiment_builder import build_experiment, build_space
     from .experiment_store import locate_experiment
+    from .oneshot_search import is_one_shot
     from .resume_guard import (check_port_free, check_resumable, check_space, driver_lock, stop_orphaned_processes,
                                working_directory)
 
@@ -108,10 +118,30 @@ def resume_search(experiment_id: str, *, workdir: Optional[str] = None, port: Op
         space = build_space(config)
         check_space(plan, folder.path, space)
         experiment = build_experiment(config, experiment_id=folder.experiment_id, space=space)
+        if is_one_shot(config):
+            experiment.strategy.samples = _derived_architectures(folder.path)
         stop_orphaned_processes(folder.path)
         check_port_free(config.experiment.port)
         with driver_lock(folder.path):
             return _run(experiment, config, report_dir, resume=True)
+
+
+def _derived_architectures(folder: Path) -> list[dict[str, Any]]:
+    """The architecture a finished one-shot phase derived, for resuming its evaluation."""
+    from .oneshot_search import ARCHITECTURE_FILE
+    from .resume_guard import ResumeError
+
+    path = folder / ONE_SHOT_FOLDER / ARCHITECTURE_FILE
+    try:
+        sample = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResumeError(f"{folder.name}: the E2RNAS one-shot phase did not finish (no {path}); one-shot "
+                          "training cannot be resumed: start the search again") from None
+    except (OSError, ValueError) as error:
+        raise ResumeError(f"{path} is not a readable architecture: {error}") from error
+    if not isinstance(sample, dict):
+        raise ResumeError(f"{path}: expected an architecture table, got {type(sample).__name__}")
+    return [sample]
 
 
 def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, resume: bool) -> SearchOutcome:
@@ -154,6 +184,8 @@ def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, r
     failures = [(row["trial_id"], _failure(row, folder.path, remote=is_remote(config)))
                 for row in trials.to_dict("records") if row.get("status") not in ("SUCCEEDED", None)]
     outcome = SearchOutcome(experiment.id, folder.path, statuses, failures, interrupted=interrupted)
+    if (folder.path / ONE_SHOT_FOLDER).is_dir():
+        outcome.one_shot_dir = folder.path / ONE_SHOT_FOLDER
     if is_remote(config):
         outcome.worker_logs = (f"~/nni-experiments/{experiment.id}/environments/<worker>/trials/<trial> on each "
                                f"machine; failed trials' logs copied to {folder.path / 'trials'}")

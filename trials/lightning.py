@@ -12,7 +12,7 @@ from typing import Any, Optional
 import nni
 import torch
 from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Trainer
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from .datasets import load_dataset
 from .losses import ClassificationLoss, class_scores
@@ -31,13 +31,24 @@ class DatasetPart(Dataset):
         ``"train"`` or ``"val"``.
     options
         Keyword arguments of the dataset's loader (e.g. ``root``, ``seed``).
+    half
+        ``0`` or ``1``: only the first or the second half of the part (one-shot searches
+        train weights on one half of the training split and the architecture on the other,
+        leaving the held-out split untouched); ``None``: all of it.
     """
 
-    def __init__(self, name: str, part: str, options: Optional[dict] = None) -> None:
+    def __init__(self, name: str, part: str, options: Optional[dict] = None, half: Optional[int] = None) -> None:
         if part not in ("train", "val"):
             raise ValueError(f"part must be 'train' or 'val', got {part!r}")
+        if half not in (None, 0, 1):
+            raise ValueError(f"half must be 0, 1 or None, got {half!r}")
         splits = load_dataset(name, **(options or {}))
-        self.data = splits.train if part == "train" else splits.val
+        data = splits.train if part == "train" else splits.val
+        if half is not None:
+            middle = len(data) // 2  # type: ignore[arg-type]
+            indices = range(0, middle) if half == 0 else range(middle, len(data))  # type: ignore[arg-type]
+            data = Subset(data, indices)
+        self.data = data
 
     def __len__(self) -> int:
         return len(self.data)  # type: ignore[arg-type]
@@ -96,7 +107,8 @@ class CapsuleClassificationModule(LightningModule):
 def capsule_evaluator(dataset: str = "digits", *, epochs: int = 1, batch_size: int = 64,
                       learning_rate: float = 1e-3, reconstruction_weight: float = 0.0005,
                       dataset_options: Optional[dict] = None,
-                      limit_train_batches: Optional[int] = None) -> Lightning:
+                      limit_train_batches: Optional[int] = None,
+                      architecture_split: bool = False) -> Lightning:
     """An NNI ``Lightning`` evaluator that trains on ``dataset`` and reports held-out accuracy.
 
     Parameters
@@ -107,6 +119,10 @@ def capsule_evaluator(dataset: str = "digits", *, epochs: int = 1, batch_size: i
         Training hyper-parameters.
     limit_train_batches
         Train on at most this many batches per epoch (quick searches and tests).
+    architecture_split
+        For one-shot searches, whose architecture step reads the evaluator's validation data:
+        train on the first half of the training split and "validate" on its second half, so
+        the held-out split stays unseen by the search.
     """
     options = dict(dataset_options or {})
     trainer_kwargs: dict[str, Any] = dict(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
@@ -116,6 +132,9 @@ def capsule_evaluator(dataset: str = "digits", *, epochs: int = 1, batch_size: i
     return Lightning(
         CapsuleClassificationModule(learning_rate=learning_rate, reconstruction_weight=reconstruction_weight),
         Trainer(**trainer_kwargs),
-        train_dataloaders=DataLoader(DatasetPart(dataset, "train", options), batch_size=batch_size, shuffle=True),
-        val_dataloaders=DataLoader(DatasetPart(dataset, "val", options), batch_size=256),
+        train_dataloaders=DataLoader(DatasetPart(dataset, "train", options, half=0 if architecture_split else None),
+                                     batch_size=batch_size, shuffle=True),
+        val_dataloaders=(DataLoader(DatasetPart(dataset, "train", options, half=1), batch_size=batch_size,
+                                    shuffle=True) if architecture_split
+                         else DataLoader(DatasetPart(dataset, "val", options), batch_size=256)),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
@@ -24,6 +23,7 @@ from .archive import FAILED, REJECTED, RUNNING, TRAINED, Archive, Evaluation, Ke
 from .encoding import SampleCodec
 from .mutation import ResampleMutation
 from .sampling import DistinctIntegerSampling
+from .waiting import wait_for_models
 from .objectives import Objectives
 from .pareto import normalised_hypervolume
 
@@ -288,27 +288,12 @@ class NSGA2(Strategy):
             self.engine.submit_models(model)
             pending.append((key, model))
         if pending:
-            self._wait_for([model for _, model in pending])
+            wait_for_models(self.engine, [model for _, model in pending])
         for key, model in pending:
             self._record_outcome(key, model)
         if budget_left and not self.engine.budget_available():
             budget_left = False
         return len(pending), budget_left
-
-    def _wait_for(self, models: list[ExecutableModelSpace]) -> None:
-        """Wait until every model finished, or NNI's manager will start no more trials.
-
-        A model submitted in the instant the manager reached its trial budget is never
-        run; NNI's ``wait_models`` would wait for it forever.
-        """
-        manager = getattr(self.engine, "nodejs_binding", None)
-        if manager is None:
-            self.engine.wait_models(*models)
-            return
-        while not all(model.status.completed() for model in models):
-            if manager.get_status() in ("DONE", "STOPPED", "ERROR"):
-                return
-            time.sleep(1.0)
 
     def _reject_before_training(self, key: Key, sample: dict[str, Any]) -> bool:
         if self.hardware_estimator is None or not self.objectives.constraints:
