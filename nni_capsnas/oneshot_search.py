@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from .config import ConfigError, SearchConfig
 from .quiet import logger_levels
@@ -41,14 +41,15 @@ def is_one_shot(config: SearchConfig) -> bool:
     return config.strategy.name in ONE_SHOT_STRATEGIES
 
 
-def build_e2rnas(config: SearchConfig, space: Any) -> Any:
-    """The E2RNAS strategy of ``config``.
+def build_e2rnas(config: SearchConfig, space: Any, input_shape: Optional[Sequence[int]] = None) -> Any:
+    """The E2RNAS strategy of ``config`` for ``space`` (on images of ``input_shape``, default
+    the space's ``input_shape`` attribute; hardware resource terms need it).
 
     ``strategy.options`` may hold ``adversary`` (a table of :class:`trials.attacks.AttackConfig`
     settings merged over :data:`DEFAULT_ADVERSARY`, or ``false`` for no adversarial objective),
     ``resources`` (a list of ``{metric, target, mode}`` tables; default: one ``max`` term per
     ``strategy.constraints`` entry) and E2RNAS' keyword arguments (``gradient_normalization``,
-    ``upper_loss``, ``combine``, ``weight_adversarial``, ``arc_learning_rate``,
+    ``upper_loss`` (here ``"cross_entropy"`` by default), ``combine``, ``weight_adversarial``, ``arc_learning_rate``,
     ``gradient_clip_val``, ``log_prob_every_n_step``, ``warmup_epochs``).
 
     Raises
@@ -73,12 +74,16 @@ def build_e2rnas(config: SearchConfig, space: Any) -> Any:
         except (TypeError, ValueError) as error:
             raise ConfigError(f"strategy.options.adversary: {' '.join(str(error).split())}") from error
         adversary = attack.adversary()
+    # The margin loss is flat for confident capsule outputs, so FGSM along its gradient barely
+    # perturbs them (see nni_capsnas.strategy.e2rnas): cross-entropy on class scores by default.
+    options.setdefault("upper_loss", "cross_entropy")
     resources = options.pop("resources", None)
     if resources is None:
         resources = [{"metric": metric, "target": bound, "mode": "max"}
                      for metric, bound in config.strategy.constraints.items()]
     try:
-        return E2RNAS(adversary=adversary, resources=resources, input_shape=getattr(space, "input_shape", None),
+        return E2RNAS(adversary=adversary, resources=resources,
+                      input_shape=input_shape or getattr(space, "input_shape", None),
                       accelerator=config.hardware.accelerator, **options)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"strategy.options: rejected by E2RNAS: {' '.join(str(error).split())}") from error
@@ -96,9 +101,12 @@ def run_one_shot_phase(config: SearchConfig, folder: Path) -> list[dict[str, Any
 
     from .experiment_builder import build_space, dataset_options
 
+    from trials.datasets import load_dataset
+
     folder.mkdir(parents=True, exist_ok=True)
     space = build_space(config)
-    strategy = build_e2rnas(config, space)
+    input_shape = load_dataset(config.dataset.name, **dataset_options(config)).input_shape
+    strategy = build_e2rnas(config, space, input_shape)
     training = config.training
     evaluator = capsule_evaluator(config.dataset.name, epochs=training.epochs, batch_size=training.batch_size,
                                   learning_rate=training.learning_rate, dataset_options=dataset_options(config),
