@@ -20,9 +20,8 @@ from nni.nas.space import model_context
 from torch import nn
 
 from nni_capsnas.modules import check_positive
-from .nascaps_space import (
-    MAX_STACK, check_candidates, check_names, check_shape, fit_kernel, fit_stride, register_labels, same_size,
-)
+from ._geometry import check_shape, fit_kernel, fit_stride, same_size
+from .nascaps_space import MAX_STACK, check_candidates, check_names, register_labels
 
 _logger = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ honoured by the strategy (NNI's TPE cannot take one) and no sample is ever rejec
 from __future__ import annotations
 
 import logging
-import numbers
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -28,7 +27,7 @@ from torch import nn
 from nni_capsnas.modules import (
     CapsCell, ClassCaps, ConvCaps2d, FlattenCaps, PrimaryCaps, ReconstructionDecoder, check_positive,
 )
-from ._geometry import check_input_shape
+from ._geometry import check_shape, fit_kernel, fit_stride, is_integer, same_size
 
 _logger = logging.getLogger(__name__)
 
@@ -43,41 +42,8 @@ MAX_STACK = 8
 
 
 # --------------------------------------------------------------------------------------
-# Geometry and argument checks shared with :mod:`search_spaces.cnn_space`
+# Argument checks shared with :mod:`search_spaces.cnn_space`
 # --------------------------------------------------------------------------------------
-
-def same_size(size: int, stride: int) -> int:
-    """Output size of a "same"-padded convolution (odd kernel, padding ``kernel // 2``)."""
-    return (size - 1) // stride + 1
-
-
-def fit_kernel(kernel: int, height: int, width: int) -> int:
-    """Largest odd kernel that is at most ``kernel`` and fits in a ``height x width`` map."""
-    size = min(height, width)
-    return min(kernel, size if size % 2 else size - 1)
-
-
-def fit_stride(stride: int, height: int, width: int, min_size: int) -> int:
-    """``stride``, or 1 if striding would leave a map smaller than ``min_size``."""
-    if stride > 1 and min(same_size(height, stride), same_size(width, stride)) < min_size:
-        return 1
-    return stride
-
-
-def check_shape(input_shape: Any) -> tuple[int, int, int]:
-    """Validate ``input_shape`` as ``(channels, height, width)`` of positive integers."""
-    try:
-        values = tuple(input_shape)
-    except TypeError:
-        raise ValueError(f"input_shape must be (channels, height, width), got {input_shape!r}") from None
-    if not all(_is_integer(v) for v in values):
-        raise ValueError(f"input_shape must be (channels, height, width) of integers, got {input_shape!r}")
-    return check_input_shape(values)
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
 
 def check_candidates(name: str, values: Any, *, low: int = 1, high: Optional[int] = None,
                      odd: bool = False) -> list[int]:
@@ -101,7 +67,7 @@ def check_candidates(name: str, values: Any, *, low: int = 1, high: Optional[int
         raise ValueError(f"{name} needs at least one candidate value, got an empty sequence")
     bound = f"[{low}, {high}]" if high is not None else f">= {low}"
     for value in values:
-        if not _is_integer(value):
+        if not is_integer(value):
             raise ValueError(f"{name} must contain integers, got {value!r} in {values!r}")
         if value < low or (high is not None and value > high):
             raise ValueError(f"{name} values must be in {bound}, got {value!r} in {values!r}")

@@ -37,6 +37,8 @@ from hw_estimators.chromosome import (
 )
 from nni_capsnas.modules import CapsCell, ClassCaps, FlattenCaps, PrimaryCaps, ReconstructionDecoder
 
+from .._geometry import same_size
+
 _logger = logging.getLogger(__name__)
 
 
@@ -64,10 +66,6 @@ class CapsulesToMap(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, caps, dim, height, width = x.shape
         return x.reshape(batch, caps * dim, height, width)
-
-
-def _same_size(size: int, stride: int) -> int:
-    return (size + stride - 1) // stride
 
 
 class NASCapsNetwork(nn.Module):
@@ -130,7 +128,7 @@ class NASCapsNetwork(nn.Module):
                     kernel_size=row.kernel, stride=row.stride, routing_skip=index == len(rows) - 2,
                     iterations=iterations))
                 grid = (row.out_channels, row.out_caps_dim)
-            size = _same_size(size, row.stride)
+            size = same_size(size, row.stride)
             if size != row.out_size:
                 raise ValueError(f"chromosome row {index}: out_size {row.out_size} does not match the computed "
                                  f"spatial size {size} (\"same\" padding, stride {row.stride})")

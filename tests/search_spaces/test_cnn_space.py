@@ -11,13 +11,13 @@ import onnxruntime
 import pytest
 import torch
 from nni.mutable import Categorical
-from nni.nas.evaluator import FunctionalEvaluator
-from nni.nas.execution import SequentialExecutionEngine
 from nni.nas.space import ModelStatus, SimplifiedModelSpace
 from nni.nas.strategy import RegularizedEvolution, Random
 from torch import nn
 
 from search_spaces.cnn_space import CNNPlan, CNNSpace
+
+from ._helpers import random_sample, run_nni_strategy
 
 SMALL: dict[str, Any] = dict(channels=(4, 8), fc_widths=(8, 16))
 SHAPES = [((1, 8, 8), 10), ((1, 28, 28), 7)]
@@ -25,14 +25,6 @@ SHAPES = [((1, 8, 8), 10), ((1, 28, 28), 7)]
 
 def _space(input_shape: tuple[int, ...] = (1, 8, 8), num_classes: int = 10, **kwargs: Any) -> CNNSpace:
     return CNNSpace(input_shape=input_shape, num_classes=num_classes, **{**SMALL, **kwargs})
-
-
-def _sample(space: CNNSpace, seed: int, **overrides: Any) -> dict[str, Any]:
-    sample: dict[str, Any] = {}
-    state = np.random.RandomState(seed)
-    for mutable in space.simplify().values():
-        mutable.random(sample, state)
-    return {**sample, **overrides}
 
 
 def _assert_geometry(plan: CNNPlan, input_shape: tuple[int, ...], min_size: int) -> None:
@@ -96,7 +88,7 @@ def test_sampling_is_seeded() -> None:
 
 def test_gradients_reach_every_parameter() -> None:
     space = _space()
-    model = space.freeze(_sample(space, 1, cnn_depth=3, cnn1_pool="max", cnn2_pool="avg", fc_layers=2)).train()
+    model = space.freeze(random_sample(space, 1, cnn_depth=3, cnn1_pool="max", cnn2_pool="avg", fc_layers=2)).train()
     loss = nn.functional.cross_entropy(model(torch.rand(4, 1, 8, 8)), torch.tensor([0, 1, 2, 3]))
     loss.backward()
     for name, parameter in model.named_parameters():
@@ -107,14 +99,14 @@ def test_gradients_reach_every_parameter() -> None:
 def test_head_has_the_sampled_hidden_layers() -> None:
     space = _space()
     for fc_layers in (0, 1, 2):
-        model = space.freeze(_sample(space, 2, fc_layers=fc_layers, fc1_width=8, fc2_width=16))
+        model = space.freeze(random_sample(space, 2, fc_layers=fc_layers, fc1_width=8, fc2_width=16))
         widths = [layer.out_features for layer in model.head if isinstance(layer, nn.Linear)]
         assert widths == [8, 16][:fc_layers] + [10]
 
 
 def test_strides_and_pools_are_dropped_on_small_maps() -> None:
     space = _space(input_shape=(1, 4, 4))
-    sample = _sample(space, 3, cnn_depth=2, cnn1_stride=2, cnn1_pool="max", cnn1_kernel=5)
+    sample = random_sample(space, 3, cnn_depth=2, cnn1_stride=2, cnn1_pool="max", cnn1_kernel=5)
     block = space.plan_for(sample).blocks[0]
     assert (block.kernel, block.stride, block.pool, block.size) == (3, 1, "none", (4, 4))
     assert space.freeze(sample)(torch.rand(1, 1, 4, 4)).shape == (1, 10)
@@ -122,7 +114,7 @@ def test_strides_and_pools_are_dropped_on_small_maps() -> None:
 
 def test_genes_of_unused_layers_do_not_change_the_network() -> None:
     space = _space()
-    sample = _sample(space, 4, cnn_depth=2, fc_layers=0)
+    sample = random_sample(space, 4, cnn_depth=2, fc_layers=0)
     other = {**sample, "cnn5_channels": 4 if sample["cnn5_channels"] == 8 else 8, "fc2_width": 8}
     assert space.plan_for(sample) == space.plan_for(other)
 
@@ -159,7 +151,7 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs: dict[str, Any], arg
 
 def test_frozen_network_exports_to_onnx_and_matches_onnxruntime(tmp_path: Path) -> None:
     space = _space()
-    model = space.freeze(_sample(space, 6, cnn_depth=3, cnn1_pool="max", cnn2_pool="avg", fc_layers=1)).eval()
+    model = space.freeze(random_sample(space, 6, cnn_depth=3, cnn1_pool="max", cnn2_pool="avg", fc_layers=1)).eval()
     x = torch.rand(1, *space.input_shape)
     path = tmp_path / "model.onnx"
     torch.onnx.export(model, (x,), str(path), dynamo=True)
@@ -169,17 +161,9 @@ def test_frozen_network_exports_to_onnx_and_matches_onnxruntime(tmp_path: Path) 
         np.testing.assert_allclose(onnx_out, model(x).numpy(), rtol=0, atol=1e-4)
 
 
-def _evaluate(model: torch.nn.Module) -> None:
-    with torch.no_grad():
-        out = model.eval()(torch.rand(2, *model.input_shape))
-    nni.report_final_result(float(out.abs().mean()))
-
-
 @pytest.mark.parametrize("strategy", [Random(seed=0), RegularizedEvolution(population_size=2, sample_size=2, seed=0)],
                          ids=["random", "evolution"])
 def test_nni_strategies_sample_and_evaluate_the_space(strategy: Any) -> None:
-    space = SimplifiedModelSpace.from_model(_space(), FunctionalEvaluator(_evaluate))
-    strategy(space, SequentialExecutionEngine(max_model_count=3))
-    models = list(strategy.list_models())
+    models = run_nni_strategy(_space(), strategy, models=3)
     assert len(models) == 3
     assert all(model.status == ModelStatus.Trained for model in models)

@@ -11,14 +11,14 @@ import onnxruntime
 import pytest
 import torch
 from nni.mutable import Categorical, SampleValidationError
-from nni.nas.evaluator import FunctionalEvaluator
-from nni.nas.execution import SequentialExecutionEngine
 from nni.nas.space import ModelStatus, SimplifiedModelSpace
 from nni.nas.strategy import TPE, RegularizedEvolution, Random
 
 from nni_capsnas.modules import CapsCell, ConvCaps3d
 from search_spaces.nascaps_space import NASCapsPlan, NASCapsSpace
 from trials.losses import ClassificationLoss
+
+from ._helpers import random_sample, run_nni_strategy
 
 # The NASCaps ranges of depths, kernels and strides, with narrow layers to stay fast on CPU.
 SMALL: dict[str, Any] = dict(conv_channels=(4, 8), caps_counts=(2, 4), caps_dims=(2, 4), caps_kernels=(3, 5),
@@ -28,14 +28,6 @@ SHAPES = [((1, 8, 8), 10), ((1, 28, 28), 7)]
 
 def _space(input_shape: tuple[int, ...] = (1, 8, 8), num_classes: int = 10, **kwargs: Any) -> NASCapsSpace:
     return NASCapsSpace(input_shape=input_shape, num_classes=num_classes, **{**SMALL, **kwargs})
-
-
-def _sample(space: NASCapsSpace, seed: int, **overrides: Any) -> dict[str, Any]:
-    sample: dict[str, Any] = {}
-    state = np.random.RandomState(seed)
-    for mutable in space.simplify().values():
-        mutable.random(sample, state)
-    return {**sample, **overrides}
 
 
 def _assert_geometry(plan: NASCapsPlan, input_shape: tuple[int, ...], min_size: int) -> None:
@@ -109,7 +101,7 @@ def test_sampling_is_seeded() -> None:
 
 def test_deepcaps_sample_routes_in_its_last_cell_only() -> None:
     space = _space()
-    model = space.freeze(_sample(space, 1, family="deepcaps", deepcaps_cells=5, deepcaps_skip=2))
+    model = space.freeze(random_sample(space, 1, family="deepcaps", deepcaps_cells=5, deepcaps_skip=2))
     cells = [m for m in model.modules() if isinstance(m, CapsCell)]
     assert len(cells) == 5
     assert isinstance(cells[-1].skip, ConvCaps3d)
@@ -119,7 +111,7 @@ def test_deepcaps_sample_routes_in_its_last_cell_only() -> None:
 
 def test_capsnet_sample_has_no_caps_cell() -> None:
     space = _space()
-    model = space.freeze(_sample(space, 1, family="capsnet", caps_layers=4))
+    model = space.freeze(random_sample(space, 1, family="capsnet", caps_layers=4))
     assert not any(isinstance(m, (CapsCell, ConvCaps3d)) for m in model.modules())
     assert len(model.plan.caps) == 3  # primary + 2 convolutional capsule layers (+ class capsules)
 
@@ -127,7 +119,7 @@ def test_capsnet_sample_has_no_caps_cell() -> None:
 @pytest.mark.parametrize("family", ["capsnet", "deepcaps"])
 def test_gradients_reach_every_parameter(family: str) -> None:
     space = _space()
-    model = space.freeze(_sample(space, 2, family=family, input_resize=2, deepcaps_skip=1)).train()
+    model = space.freeze(random_sample(space, 2, family=family, input_resize=2, deepcaps_skip=1)).train()
     images, labels = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
     loss = ClassificationLoss(reconstruction_weight=0.5)(model(images), labels, images, model.decoder)
     loss.backward()
@@ -138,14 +130,14 @@ def test_gradients_reach_every_parameter(family: str) -> None:
 
 def test_genes_of_unused_layers_do_not_change_the_network() -> None:
     space = _space()
-    sample = _sample(space, 3, family="capsnet", conv_depth=3, caps_layers=2)
+    sample = random_sample(space, 3, family="capsnet", conv_depth=3, caps_layers=2)
     other = {**sample, "conv6_channels": 4 if sample["conv6_channels"] == 8 else 8, "deepcaps_cells": 8}
     assert space.plan_for(sample) == space.plan_for(other)
 
 
 def test_strides_are_clamped_on_small_maps() -> None:
     space = _space(input_shape=(1, 4, 4))
-    sample = _sample(space, 4, family="capsnet", input_resize=1, conv_depth=3, conv1_stride=2, conv2_stride=2,
+    sample = random_sample(space, 4, family="capsnet", input_resize=1, conv_depth=3, conv1_stride=2, conv2_stride=2,
                      conv1_kernel=9)
     plan = space.plan_for(sample)
     assert [conv.stride for conv in plan.convs[:2]] == [1, 1]
@@ -153,9 +145,9 @@ def test_strides_are_clamped_on_small_maps() -> None:
     assert space.freeze(sample)(torch.rand(1, 1, 4, 4)).shape == (1, 10, 4)
 
 
-def test_freeze_rejects_incomplete_sample() -> None:
+def test_freeze_rejects_incompleterandom_sample() -> None:
     space = _space()
-    sample = _sample(space, 0)
+    sample = random_sample(space, 0)
     del sample["conv_depth"]
     with pytest.raises(SampleValidationError):
         space.freeze(sample)
@@ -206,7 +198,7 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs: dict[str, Any], arg
 ])
 def test_frozen_network_exports_to_onnx_and_matches_onnxruntime(overrides: dict[str, Any], tmp_path: Path) -> None:
     space = _space()
-    model = space.freeze(_sample(space, 6, **overrides)).eval()
+    model = space.freeze(random_sample(space, 6, **overrides)).eval()
     x = torch.rand(1, *space.input_shape)
     path = tmp_path / "model.onnx"
     torch.onnx.export(model, (x,), str(path), dynamo=True)
@@ -216,17 +208,9 @@ def test_frozen_network_exports_to_onnx_and_matches_onnxruntime(overrides: dict[
         np.testing.assert_allclose(onnx_out, model(x).numpy(), rtol=0, atol=1e-4)
 
 
-def _evaluate(model: torch.nn.Module) -> None:
-    with torch.no_grad():
-        out = model.eval()(torch.rand(2, *model.input_shape))
-    nni.report_final_result(float(out.abs().mean()))
-
-
 @pytest.mark.parametrize("strategy", [Random(seed=0), RegularizedEvolution(population_size=2, sample_size=2, seed=0),
                                       TPE()], ids=["random", "evolution", "tpe"])
 def test_nni_strategies_sample_and_evaluate_the_space(strategy: Any) -> None:
-    space = SimplifiedModelSpace.from_model(_space(), FunctionalEvaluator(_evaluate))
-    strategy(space, SequentialExecutionEngine(max_model_count=3))
-    models = list(strategy.list_models())
+    models = run_nni_strategy(_space(), strategy, models=3)
     assert len(models) == 3
     assert all(model.status == ModelStatus.Trained for model in models)
