@@ -65,9 +65,8 @@ def test_small_capsule_layer_on_capsacc_by_hand(small_class_caps: onnx.ModelProt
     assert vote["cycles"] == 16 * 3 + 1  # ceil(96 / 16 / min(16, 2)) = 3 loads
     assert vote["energy_mj"] == pytest.approx((ARRAY_POWER + 16 * P_REG) * 49 * 3e-9)
     assert vote["weights"] == 96 and vote["macs"] == 96
-    sums = routing[routing.detail == "bij,bijd->bjd"]
-    updates = routing[routing.detail == "bijd,bjd->bij"]
-    assert len(sums) == 2 and len(updates) == 1
+    # in graph order: weighted sum, agreement update, weighted sum
+    sums, updates = routing.iloc[[0, 2]], routing.iloc[[1]]
     # s_j: per class, (1 x 4) @ (4 x 4): W = 3 * 4 * 4, S = 4, D = 1
     assert sums.iloc[0][["W", "S", "D", "cycles"]].tolist() == [48, 4, 1, 17]
     # b_ij: per class, (4 x 4) @ (4 x 1): W = 12, S = 4, D = 4 -> 16 accumulators
