@@ -119,3 +119,17 @@ def test_e2rnas_defaults_adversary_and_resources_from_constraints() -> None:
     assert build_e2rnas(parse_config({"space": {"name": "capsule-cell"},
                                       "strategy": {"name": "e2rnas", "options": {"adversary": False}}}),
                         CapsuleCellSpace(input_shape=(1, 8, 8))).adversary is None
+
+
+def test_resume_needs_the_finished_one_shot_phase(tmp_path: Path) -> None:
+    from nni_capsnas.resume_guard import ResumeError
+    from nni_capsnas.search_runner import ONE_SHOT_FOLDER, _derived_architectures
+
+    with pytest.raises(ResumeError, match="one-shot phase did not finish"):
+        _derived_architectures(tmp_path)
+    (tmp_path / ONE_SHOT_FOLDER).mkdir()
+    (tmp_path / ONE_SHOT_FOLDER / "architecture.json").write_text("[1, 2]")
+    with pytest.raises(ResumeError, match="expected an architecture table"):
+        _derived_architectures(tmp_path)
+    (tmp_path / ONE_SHOT_FOLDER / "architecture.json").write_text('{"feature_op": "skip"}')
+    assert _derived_architectures(tmp_path) == [{"feature_op": "skip"}]
