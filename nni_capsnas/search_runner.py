@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .config import SearchConfig
 
@@ -56,8 +56,19 @@ CONFIG_FILE = "nni-capsnas-config.json"
 ONE_SHOT_FOLDER = "e2rnas"
 
 
-def run_search(config: SearchConfig, *, report_dir: Optional[Path] = None) -> SearchOutcome:
+#: Receives the ``web UI: http://HOST:PORT  (experiment ID)`` line when the manager starts.
+Announce = Callable[[str], None]
+
+
+def _log_line(line: str) -> None:
+    _logger.info("%s", line)
+
+
+def run_search(config: SearchConfig, *, report_dir: Optional[Path] = None,
+               announce: Announce = _log_line) -> SearchOutcome:
     """Build and run the experiment of ``config``; summarise failures and write the report.
+
+    ``announce`` receives the web UI address line (the CLI prints it; default: logged).
 
     Besides NNI's files, the experiment folder gets the configuration, the search's identity
     (space and search-shaping settings, checked by :func:`resume_search`) and a lock held
@@ -76,11 +87,11 @@ def run_search(config: SearchConfig, *, report_dir: Optional[Path] = None) -> Se
         write_identity(folder, config, experiment.model_space)
         if is_one_shot(config):
             experiment.strategy.samples = run_one_shot_phase(config, folder / ONE_SHOT_FOLDER)
-        return _run(experiment, config, report_dir, resume=False)
+        return _run(experiment, config, report_dir, resume=False, announce=announce)
 
 
 def resume_search(experiment_id: str, *, workdir: Optional[str] = None, port: Optional[int] = None,
-                  report_dir: Optional[Path] = None) -> SearchOutcome:
+                  report_dir: Optional[Path] = None, announce: Announce = _log_line) -> SearchOutcome:
     """Continue an interrupted search from its checkpoint, with the configuration it started with.
 
     Everything the resume reads is validated first: on a missing or corrupt checkpoint or
@@ -123,7 +134,7 @@ def resume_search(experiment_id: str, *, workdir: Optional[str] = None, port: Op
         stop_orphaned_processes(folder.path)
         check_port_free(config.experiment.port)
         with driver_lock(folder.path):
-            return _run(experiment, config, report_dir, resume=True)
+            return _run(experiment, config, report_dir, resume=True, announce=announce)
 
 
 def _derived_architectures(folder: Path) -> list[dict[str, Any]]:
@@ -144,7 +155,8 @@ def _derived_architectures(folder: Path) -> list[dict[str, Any]]:
     return [sample]
 
 
-def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, resume: bool) -> SearchOutcome:
+def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, resume: bool,
+         announce: Announce) -> SearchOutcome:
     from .experiment_store import locate_experiment, read_trials
     from .report import write_report
     from .training_service import TrainingServiceError, is_remote, manager_bind_host, startup_failure
@@ -153,7 +165,7 @@ def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, r
 
     port, host = config.experiment.port, manager_bind_host(config)
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-    print(f"web UI: http://{shown_host}:{port}  (experiment {experiment.id})", flush=True)
+    announce(f"web UI: http://{shown_host}:{port}  (experiment {experiment.id})")
     logging.getLogger("nni").setLevel(logging.WARNING)
     interrupted = False
     try:

@@ -1,1 +1,6 @@
 """Sub-commands of ``nni-capsnas``; each module exposes ``register(subparsers)``."""
+
+
+def print_now(line: str) -> None:
+    """The CLI's output: one line on stdout, flushed (scripts and tests read it while running)."""
+    print(line, flush=True)

@@ -46,12 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nni_capsnas.commands import retrain
     from nni_capsnas.config import parse_config
+    from nni_capsnas.commands import print_now
     from nni_capsnas.search_runner import run_search
 
     config = parse_config(demo_config(args.workdir, args.port, args.max_trials))
     print(f"1/2  NSGA-II search: {args.max_trials} trials of NASCaps' CapsNet-style space on digits, 2 at a time "
           "(one progress line per generation)", flush=True)
-    outcome = run_search(config)
+    outcome = run_search(config, announce=print_now)
     print(outcome.summary(), flush=True)
     if not outcome.succeeded or outcome.report_dir is None:
         return 1

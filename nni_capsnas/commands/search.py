@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nni_capsnas.config import load_config
+    from nni_capsnas.commands import print_now
     from nni_capsnas.search_runner import run_search
 
     config = load_config(args.config)
@@ -31,6 +32,6 @@ def run(args: argparse.Namespace) -> int:
         config.experiment.port = args.port
     if args.workdir is not None:
         config.experiment.workdir = args.workdir
-    outcome = run_search(config, report_dir=args.report_dir)
+    outcome = run_search(config, report_dir=args.report_dir, announce=print_now)
     print(outcome.summary())
     return 0 if outcome.succeeded else 1
