@@ -5,19 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nni
 import numpy as np
-import onnxruntime
 import pytest
 import torch
 from nni.mutable import Categorical
-from nni.nas.space import ModelStatus, SimplifiedModelSpace
+from nni.nas.space import ModelStatus
 from nni.nas.strategy import RegularizedEvolution, Random
 from torch import nn
 
 from search_spaces.cnn_space import CNNPlan, CNNSpace
 
-from ._helpers import random_sample, run_nni_strategy
+from ._helpers import (
+    assert_onnx_matches_torch, assert_round_trips_through_serialization, assert_sampling_is_seeded, random_sample,
+    run_nni_strategy,
+)
 
 SMALL: dict[str, Any] = dict(channels=(4, 8), fc_widths=(8, 16))
 SHAPES = [((1, 8, 8), 10), ((1, 28, 28), 7)]
@@ -78,12 +79,7 @@ def test_default_space_keeps_labels_modest_and_has_input_shape() -> None:
 
 
 def test_sampling_is_seeded() -> None:
-    space = _space()
-    first = space.random(memo=(a := {}), random_state=np.random.RandomState(7))
-    second = space.random(memo=(b := {}), random_state=np.random.RandomState(7))
-    space.random(memo=(c := {}), random_state=np.random.RandomState(8))
-    assert a == b and a != c
-    assert first.plan == second.plan
+    assert_sampling_is_seeded(_space())
 
 
 def test_gradients_reach_every_parameter() -> None:
@@ -120,11 +116,7 @@ def test_genes_of_unused_layers_do_not_change_the_network() -> None:
 
 
 def test_nni_simplified_format_round_trips_through_serialization() -> None:
-    space = _space()
-    model = SimplifiedModelSpace.from_model(space).random(random_state=np.random.RandomState(5))
-    network = nni.load(nni.dump(model)).executable_model()
-    assert network.plan == space.plan_for(model.sample)
-    assert network(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    assert_round_trips_through_serialization(_space(), (2, 10))
 
 
 @pytest.mark.parametrize("kwargs, argument", [
@@ -152,13 +144,7 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs: dict[str, Any], arg
 def test_frozen_network_exports_to_onnx_and_matches_onnxruntime(tmp_path: Path) -> None:
     space = _space()
     model = space.freeze(random_sample(space, 6, cnn_depth=3, cnn1_pool="max", cnn2_pool="avg", fc_layers=1)).eval()
-    x = torch.rand(1, *space.input_shape)
-    path = tmp_path / "model.onnx"
-    torch.onnx.export(model, (x,), str(path), dynamo=True)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    with torch.no_grad():
-        np.testing.assert_allclose(onnx_out, model(x).numpy(), rtol=0, atol=1e-4)
+    assert_onnx_matches_torch(model, space.input_shape, tmp_path)
 
 
 @pytest.mark.parametrize("strategy", [Random(seed=0), RegularizedEvolution(population_size=2, sample_size=2, seed=0)],

@@ -5,20 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import nni
 import numpy as np
-import onnxruntime
 import pytest
 import torch
 from nni.mutable import Categorical, SampleValidationError
-from nni.nas.space import ModelStatus, SimplifiedModelSpace
+from nni.nas.space import ModelStatus
 from nni.nas.strategy import TPE, RegularizedEvolution, Random
 
 from nni_capsnas.modules import CapsCell, ConvCaps3d
 from search_spaces.nascaps_space import NASCapsPlan, NASCapsSpace
 from trials.losses import ClassificationLoss
 
-from ._helpers import random_sample, run_nni_strategy
+from ._helpers import (
+    assert_onnx_matches_torch, assert_round_trips_through_serialization, assert_sampling_is_seeded, random_sample,
+    run_nni_strategy,
+)
 
 # The NASCaps ranges of depths, kernels and strides, with narrow layers to stay fast on CPU.
 SMALL: dict[str, Any] = dict(conv_channels=(4, 8), caps_counts=(2, 4), caps_dims=(2, 4), caps_kernels=(3, 5),
@@ -91,12 +92,7 @@ def test_single_family_space_has_only_its_labels() -> None:
 
 
 def test_sampling_is_seeded() -> None:
-    space = _space()
-    first = space.random(memo=(a := {}), random_state=np.random.RandomState(7))
-    second = space.random(memo=(b := {}), random_state=np.random.RandomState(7))
-    space.random(memo=(c := {}), random_state=np.random.RandomState(8))
-    assert a == b and a != c
-    assert first.plan == second.plan
+    assert_sampling_is_seeded(_space())
 
 
 def test_deepcaps_sample_routes_in_its_last_cell_only() -> None:
@@ -154,11 +150,7 @@ def test_freeze_rejects_incompleterandom_sample() -> None:
 
 
 def test_nni_simplified_format_round_trips_through_serialization() -> None:
-    space = _space()
-    model = SimplifiedModelSpace.from_model(space).random(random_state=np.random.RandomState(5))
-    network = nni.load(nni.dump(model)).executable_model()
-    assert network.plan == space.plan_for(model.sample)
-    assert network(torch.rand(2, 1, 8, 8)).shape == (2, 10, 4)
+    assert_round_trips_through_serialization(_space(), (2, 10, 4))
 
 
 @pytest.mark.parametrize("kwargs, argument", [
@@ -199,13 +191,7 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs: dict[str, Any], arg
 def test_frozen_network_exports_to_onnx_and_matches_onnxruntime(overrides: dict[str, Any], tmp_path: Path) -> None:
     space = _space()
     model = space.freeze(random_sample(space, 6, **overrides)).eval()
-    x = torch.rand(1, *space.input_shape)
-    path = tmp_path / "model.onnx"
-    torch.onnx.export(model, (x,), str(path), dynamo=True)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    with torch.no_grad():
-        np.testing.assert_allclose(onnx_out, model(x).numpy(), rtol=0, atol=1e-4)
+    assert_onnx_matches_torch(model, space.input_shape, tmp_path)
 
 
 @pytest.mark.parametrize("strategy", [Random(seed=0), RegularizedEvolution(population_size=2, sample_size=2, seed=0),
