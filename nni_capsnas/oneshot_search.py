@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from .config import ConfigError, SearchConfig
 from .quiet import logger_levels
@@ -41,9 +41,8 @@ def is_one_shot(config: SearchConfig) -> bool:
     return config.strategy.name in ONE_SHOT_STRATEGIES
 
 
-def build_e2rnas(config: SearchConfig, space: Any, input_shape: Optional[Sequence[int]] = None) -> Any:
-    """The E2RNAS strategy of ``config`` for ``space`` (on images of ``input_shape``, default
-    the space's ``input_shape`` attribute; hardware resource terms need it).
+def build_e2rnas(config: SearchConfig) -> Any:
+    """The E2RNAS strategy of ``config`` (hardware resource terms read the space's ``input_shape``).
 
     ``strategy.options`` may hold ``adversary`` (a table of :class:`trials.attacks.AttackConfig`
     settings merged over :data:`DEFAULT_ADVERSARY`, or ``false`` for no adversarial objective),
@@ -82,9 +81,7 @@ def build_e2rnas(config: SearchConfig, space: Any, input_shape: Optional[Sequenc
         resources = [{"metric": metric, "target": bound, "mode": "max"}
                      for metric, bound in config.strategy.constraints.items()]
     try:
-        return E2RNAS(adversary=adversary, resources=resources,
-                      input_shape=input_shape or getattr(space, "input_shape", None),
-                      accelerator=config.hardware.accelerator, **options)
+        return E2RNAS(adversary=adversary, resources=resources, accelerator=config.hardware.accelerator, **options)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"strategy.options: rejected by E2RNAS: {' '.join(str(error).split())}") from error
 
@@ -101,12 +98,9 @@ def run_one_shot_phase(config: SearchConfig, folder: Path) -> list[dict[str, Any
 
     from .experiment_builder import build_space, dataset_options
 
-    from trials.datasets import load_dataset
-
     folder.mkdir(parents=True, exist_ok=True)
     space = build_space(config)
-    input_shape = load_dataset(config.dataset.name, **dataset_options(config)).input_shape
-    strategy = build_e2rnas(config, space, input_shape)
+    strategy = build_e2rnas(config)
     training = config.training
     evaluator = capsule_evaluator(config.dataset.name, epochs=training.epochs, batch_size=training.batch_size,
                                   learning_rate=training.learning_rate, dataset_options=dataset_options(config),
@@ -129,15 +123,11 @@ def run_one_shot_phase(config: SearchConfig, folder: Path) -> list[dict[str, Any
     return [sample]
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
 def _write_outputs(folder: Path, sample: dict[str, Any], strategy: Any) -> None:
     import pandas as pd
 
     module = strategy.oneshot_module
-    (folder / ARCHITECTURE_FILE).write_text(json.dumps({k: _plain(v) for k, v in sample.items()}, indent=2),
+    (folder / ARCHITECTURE_FILE).write_text(json.dumps(sample, indent=2, default=lambda v: v.item()),
                                             encoding="utf-8")
     probabilities = {label: {str(choice): float(p) for choice, p in dict(probs).items()}
                      for label, probs in module.export_probs().items()}

@@ -47,6 +47,7 @@ class CapsNetSpace(ModelSpace):
                  decoder: bool = True) -> None:
         super().__init__()
         channels, height, width = check_input_shape(tuple(input_shape))
+        self.input_shape = (channels, height, width)
         check_positive("num_classes", num_classes)
         check_positive("class_dim", class_dim)
         check_positive("primary_stride", primary_stride)

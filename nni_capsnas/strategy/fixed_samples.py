@@ -9,9 +9,8 @@ as ordinary trials, so they show in the web UI and the experiment database, and 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
-from nni.nas.space import ExecutableModelSpace, ModelStatus
 from nni.nas.strategy.base import Strategy
 
 from .waiting import wait_for_models
@@ -33,7 +32,6 @@ class FixedSamples(Strategy):
         super().__init__()
         self.samples: list[dict[str, Any]] = [dict(sample) for sample in samples]
         self._submitted = 0
-        self._models: list[ExecutableModelSpace] = []
 
     def extra_repr(self) -> str:
         return f"samples={len(self.samples)}"
@@ -49,18 +47,9 @@ class FixedSamples(Strategy):
                 break
             model = self.model_space.freeze(sample)
             self.engine.submit_models(model)
-            self._models.append(model)
             pending.append(model)
             self._submitted += 1
         wait_for_models(self.engine, pending)
-
-    def list_models(self, sort: bool = True, limit: Optional[int] = None) -> Iterator[ExecutableModelSpace]:
-        """The trained models, best ``default`` metric first (``sort``), or all in order."""
-        models = list(self._models)
-        if sort:
-            models = sorted((m for m in models if m.status == ModelStatus.Trained and m.metric is not None),
-                            key=lambda m: m.metric, reverse=True)
-        yield from models[:limit]
 
     def state_dict(self) -> dict:
         return {"samples": self.samples, "submitted": self._submitted}

@@ -101,24 +101,20 @@ def test_configuration_errors_name_the_key(change: dict, message: str) -> None:
     ({"arc_lr": 0.1}, "strategy.options: rejected by E2RNAS: .*arc_lr"),
 ])
 def test_e2rnas_options_are_checked_before_anything_runs(options: dict, message: str) -> None:
-    from search_spaces.capsule_cell_space import CapsuleCellSpace
-
     config = parse_config({"space": {"name": "capsule-cell"}, "strategy": {"name": "e2rnas", "options": options}})
     with pytest.raises(ConfigError, match=message):
-        build_e2rnas(config, CapsuleCellSpace(input_shape=(1, 8, 8)))
+        build_e2rnas(config)
 
 
 def test_e2rnas_defaults_adversary_and_resources_from_constraints() -> None:
-    from search_spaces.capsule_cell_space import CapsuleCellSpace
-
     config = parse_config({"space": {"name": "capsule-cell"},
                            "strategy": {"name": "e2rnas", "constraints": {"params": 5000.0}}})
-    strategy = build_e2rnas(config, CapsuleCellSpace(input_shape=(1, 8, 8)))
+    strategy = build_e2rnas(config)
     assert strategy.adversary is not None
     assert [(r.metric, r.target, r.mode) for r in strategy.resources] == [("params", 5000.0, "max")]
     assert build_e2rnas(parse_config({"space": {"name": "capsule-cell"},
-                                      "strategy": {"name": "e2rnas", "options": {"adversary": False}}}),
-                        CapsuleCellSpace(input_shape=(1, 8, 8))).adversary is None
+                                      "strategy": {"name": "e2rnas", "options": {"adversary": False}}})
+                        ).adversary is None
 
 
 def test_resume_needs_the_finished_one_shot_phase(tmp_path: Path) -> None:
