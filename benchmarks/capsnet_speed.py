@@ -29,7 +29,7 @@ from typing import Callable
 CONFIG_FLAGS = {
     "tuned malloc": ["--tuned-malloc"],
     "default malloc": [],
-    "tuned, autograd conv bwd": ["--tuned-malloc", "--autograd-conv"],
+    "tuned, oneDNN conv": ["--tuned-malloc", "--onednn-conv"],
 }
 
 
@@ -56,8 +56,8 @@ def _gemm_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072)) -> float:
     return best
 
 
-def _use_autograd_conv_backward() -> None:
-    """Ablation: primary capsules back-propagate through PyTorch's own convolution backward."""
+def _use_onednn_convolution() -> None:
+    """Ablation: primary capsules run PyTorch's own (oneDNN) convolution, forward and backward."""
     import torch.nn.functional as F
 
     import nni_capsnas.modules.primary_caps as primary_caps
@@ -66,7 +66,7 @@ def _use_autograd_conv_backward() -> None:
         x, weight, bias, stride=stride, padding=padding)
 
 
-def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, autograd_conv: bool = False) -> dict:
+def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, onednn_conv: bool = False) -> dict:
     """Run inside a worker process: every figure of one configuration."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -81,8 +81,8 @@ def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, autograd_c
         from trials.allocator import keep_large_buffers_in_heap
 
         keep_large_buffers_in_heap()  # what trials.training.train does
-    if autograd_conv:
-        _use_autograd_conv_backward()
+    if onednn_conv:
+        _use_onednn_convolution()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     gemm_gflops = _gemm_gflops()
@@ -135,10 +135,10 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIG_FLAGS), default=list(CONFIG_FLAGS))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tuned-malloc", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--autograd-conv", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--onednn-conv", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.threads, args.batch, args.steps, args.tuned_malloc, args.autograd_conv)))
+        print(json.dumps(measure(args.threads, args.batch, args.steps, args.tuned_malloc, args.onednn_conv)))
         return
 
     import pandas as pd

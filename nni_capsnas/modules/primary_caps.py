@@ -58,7 +58,7 @@ class PrimaryCaps(CapsuleModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_rank("x", x, 4, "(batch, in_channels, height, width)")
         check_sizes("x", x, [(1, self.in_channels, "in_channels")])
-        # Same result as self.conv(x); its backward runs as two forward-style convolutions.
+        # Same result as self.conv(x); large kernels run as kernel-row GEMMs on the CPU.
         y = conv2d(x, self.conv.weight, self.conv.bias, stride=self.conv.stride[0],
                    padding=self.conv.padding[0])
         y = y.view(y.shape[0], self.out_caps, self.caps_dim, y.shape[2], y.shape[3])

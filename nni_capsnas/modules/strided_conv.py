@@ -1,15 +1,22 @@
-"""A 2D convolution whose backward pass runs as two forward-style convolutions.
+"""A large 2D convolution computed as kernel-row GEMMs on CPU.
 
-PyTorch's CPU backward of a large strided convolution (the primary-capsule layer: 256 -> 256
-channels, 9x9, stride 2) runs at about half the throughput of its forward pass. Both gradients
-are themselves convolutions that oneDNN computes with its faster forward kernels:
+oneDNN runs the primary-capsule convolution (256 -> 256 channels, 9x9, stride 2, the bulk of a
+CapsNet's FLOPs) at about half of the machine's float32 GEMM throughput, and its backward pass
+slower still. A plain im2col + GEMM would be faster in the multiplication but pays for a copy the
+size of the whole patch matrix, far larger than the caches.
 
-- the input gradient is the transposed convolution of the output gradient with the weight;
-- the weight gradient is a convolution of the (padded, cropped) input, with batch and channels
-  swapped, by the output gradient dilated by the stride.
+Here the convolution is split along the kernel's rows. With the input in channels-last layout, the
+patch slice that one kernel row reads, ``x[b, s*i + row, s*j : s*j + kW, :]``, is one contiguous
+run of ``kW * C`` numbers, so the patch matrix of one kernel row is a cheap strided copy that stays
+in cache, and each pass of the convolution is ``kH`` large GEMMs:
 
-:func:`conv2d` uses this only while autograd records (training); inference and ONNX export see
-an ordinary ``Conv``.
+- forward: ``out += patches[row] @ W[row]``;
+- weight gradient: ``dW[row] = patches[row]^T @ dout``;
+- input gradient: ``cols = dout @ W[row]^T``, scattered back with one strided add per kernel column.
+
+:func:`conv2d` takes this path on CPU for convolutions large enough to profit (see
+:func:`uses_row_gemms`) and when no graph is being traced or exported; otherwise, and for ONNX
+export, it is an ordinary ``F.conv2d``.
 """
 
 from __future__ import annotations
@@ -17,44 +24,158 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+#: Smallest ``kernel_width * in_channels`` (the GEMMs' inner size) worth the row-GEMM path.
+MIN_ROW_LENGTH = 512
+#: Batch chunks keep one kernel row's patch matrix below this many bytes (cache-resident).
+PATCH_BUFFER_BYTES = 32 * 2 ** 20
 
-class _Conv2dForwardStyleBackward(torch.autograd.Function):
-    """``F.conv2d`` (no groups, no dilation) with both gradients computed by forward convolutions."""
+
+def uses_row_gemms(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :func:`conv2d` computes this convolution with kernel-row GEMMs.
+
+    Parameters
+    ----------
+    x
+        Input ``(batch, in_channels, H, W)``.
+    weight
+        Kernel ``(out_channels, in_channels, kH, kW)``.
+
+    Returns
+    -------
+    bool
+        True on CPU, for float32/float64 inputs whose GEMM inner size ``kW * in_channels`` is at
+        least :data:`MIN_ROW_LENGTH`, outside graph tracing, compilation and ONNX export.
+    """
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or type(x) is not torch.Tensor:
+        return False
+    if weight.shape[1] * weight.shape[3] < MIN_ROW_LENGTH:
+        return False
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+
+
+def _patch_rows(x_nhwc: torch.Tensor, row: int, stride: int, out_hw: tuple[int, int],
+                kernel_w: int) -> torch.Tensor:
+    """View ``(batch, out_h, out_w, kW * C)`` of the input patches read by one kernel row."""
+    batch, height, width, channels = x_nhwc.shape
+    out_h, out_w = out_hw
+    return x_nhwc.as_strided(
+        (batch, out_h, out_w, kernel_w * channels),
+        (height * width * channels, stride * width * channels, stride * channels, 1),
+        x_nhwc.storage_offset() + row * width * channels)
+
+
+def _batch_chunks(batch: int, patch_bytes_per_image: int) -> list[slice]:
+    """Batch slices whose patch matrix stays below :data:`PATCH_BUFFER_BYTES`."""
+    size = max(1, min(batch, PATCH_BUFFER_BYTES // max(1, patch_bytes_per_image)))
+    return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
+
+
+class _RowGemmConv2d(torch.autograd.Function):
+    """``F.conv2d`` (no groups or dilation) as kernel-row GEMMs, forward and backward."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 stride: int, padding: int) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
+        out_channels, _, kernel_h, kernel_w = weight.shape
+        x_nhwc = _padded_channels_last(x, padding)
+        out_h = (x_nhwc.shape[1] - kernel_h) // stride + 1
+        out_w = (x_nhwc.shape[2] - kernel_w) // stride + 1
+        # weight as (out_channels, kernel row, kernel column x in_channels): one cheap batched transpose
+        row_weights = weight.flatten(2).transpose(1, 2).contiguous().view(out_channels, kernel_h, -1)
+        out = x.new_zeros(x.shape[0], out_h, out_w, out_channels)
+        for chunk in _chunks(x_nhwc, out_h, out_w, kernel_w):
+            out_rows = out[chunk].view(-1, out_channels)
+            patches = None
+            for row in range(kernel_h):
+                view = _patch_rows(x_nhwc[chunk], row, stride, (out_h, out_w), kernel_w)
+                patches = view.contiguous() if patches is None else patches.copy_(view)
+                _accumulate_product(out_rows, patches.view(out_rows.shape[0], -1), row_weights[:, row].t())
+        if bias is not None:
+            out += bias
+        ctx.save_for_backward(x_nhwc, row_weights)
         ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
-        return F.conv2d(x, weight, bias, stride=stride, padding=padding)
+        ctx.weight_shape = weight.shape
+        return out.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        stride, padding = ctx.stride, ctx.padding
-        grad_out = grad_out.contiguous()
-        kernel_h, kernel_w = weight.shape[-2:]
-        out_h, out_w = grad_out.shape[-2:]
-        # Input rows/columns the forward pass actually read (the rest get zero gradient).
-        span_h, span_w = stride * (out_h - 1) + kernel_h, stride * (out_w - 1) + kernel_w
-        padded_h, padded_w = x.shape[-2] + 2 * padding, x.shape[-1] + 2 * padding
+        x_nhwc, row_weights = ctx.saved_tensors
+        grad_nhwc = grad_out.permute(0, 2, 3, 1).contiguous()
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = F.conv_transpose2d(grad_out, weight, stride=stride, padding=padding,
-                                        output_padding=(padded_h - span_h, padded_w - span_w))
+            grad_x = _input_gradient(grad_nhwc, row_weights, x_nhwc.shape, ctx.stride, ctx.padding)
         if ctx.needs_input_grad[1]:
-            x_read = F.pad(x, (padding,) * 4) if padding else x
-            x_read = x_read[:, :, :span_h, :span_w]
-            grad_weight = F.conv2d(x_read.transpose(0, 1), grad_out.transpose(0, 1),
-                                   dilation=stride).transpose(0, 1)
+            grad_weight = _weight_gradient(grad_nhwc, x_nhwc, ctx.stride, ctx.weight_shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_out.sum(dim=(0, 2, 3))
+            grad_bias = grad_nhwc.sum(dim=(0, 1, 2))
         return grad_x, grad_weight, grad_bias, None, None
+
+
+def _accumulate_product(target: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
+    """``target += left @ right`` in place (the ``out=`` form, which ``FlopCounterMode`` counts)."""
+    torch.addmm(target, left, right, out=target)
+
+
+def _padded_channels_last(x: torch.Tensor, padding: int) -> torch.Tensor:
+    """``x`` zero-padded on both spatial sides, as a contiguous ``(batch, H, W, channels)`` copy."""
+    if not padding:
+        return x.permute(0, 2, 3, 1).contiguous()
+    batch, channels, height, width = x.shape
+    padded = x.new_zeros(batch, height + 2 * padding, width + 2 * padding, channels)
+    padded[:, padding:padding + height, padding:padding + width] = x.permute(0, 2, 3, 1)
+    return padded
+
+
+def _chunks(x_nhwc: torch.Tensor, out_h: int, out_w: int, kernel_w: int) -> list[slice]:
+    """Batch chunks for one convolution (patch bytes per image from its geometry)."""
+    per_image = out_h * out_w * kernel_w * x_nhwc.shape[3] * x_nhwc.element_size()
+    return _batch_chunks(x_nhwc.shape[0], per_image)
+
+
+def _weight_gradient(grad_nhwc: torch.Tensor, x_nhwc: torch.Tensor, stride: int,
+                     weight_shape: torch.Size) -> torch.Tensor:
+    """``dW[row] = patches[row]^T @ dout``, accumulated over batch chunks."""
+    out_channels, in_channels, kernel_h, kernel_w = weight_shape
+    _, out_h, out_w, _ = grad_nhwc.shape
+    row_grads = grad_nhwc.new_zeros(out_channels, kernel_h, kernel_w * in_channels)
+    for chunk in _chunks(x_nhwc, out_h, out_w, kernel_w):
+        grad_rows = grad_nhwc[chunk].reshape(-1, out_channels)
+        patches = None
+        for row in range(kernel_h):
+            view = _patch_rows(x_nhwc[chunk], row, stride, (out_h, out_w), kernel_w)
+            patches = view.contiguous() if patches is None else patches.copy_(view)
+            _accumulate_product(row_grads[:, row], grad_rows.t(), patches.view(grad_rows.shape[0], -1))
+    grad = row_grads.view(out_channels, kernel_h * kernel_w, in_channels).transpose(1, 2).contiguous()
+    return grad.view(weight_shape)
+
+
+def _input_gradient(grad_nhwc: torch.Tensor, row_weights: torch.Tensor, padded_shape: torch.Size,
+                    stride: int, padding: int) -> torch.Tensor:
+    """``cols = dout @ W[row]^T`` per kernel row, added back onto the input positions it read."""
+    batch, height, width, in_channels = padded_shape
+    kernel_h = row_weights.shape[1]
+    kernel_w = row_weights.shape[2] // in_channels
+    _, out_h, out_w, out_channels = grad_nhwc.shape
+    grad_x = grad_nhwc.new_zeros(batch, height, width, in_channels)
+    row_end, col_end = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
+    for chunk in _batch_chunks(batch, out_h * out_w * kernel_w * in_channels * grad_nhwc.element_size()):
+        grad_rows = grad_nhwc[chunk].reshape(-1, out_channels)
+        target = grad_x[chunk]
+        cols = grad_rows.new_empty(grad_rows.shape[0], kernel_w * in_channels)
+        for row in range(kernel_h):
+            torch.mm(grad_rows, row_weights[:, row], out=cols)
+            patch_grads = cols.view(-1, out_h, out_w, kernel_w, in_channels)
+            for column in range(kernel_w):
+                target[:, row:row + row_end:stride, column:column + col_end:stride] += patch_grads[:, :, :, column]
+    grad_x = grad_x.permute(0, 3, 1, 2).contiguous()
+    if padding:
+        grad_x = grad_x[:, :, padding:height - padding, padding:width - padding]
+    return grad_x
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
            stride: int = 1, padding: int = 0) -> torch.Tensor:
-    """``F.conv2d`` with a faster CPU backward for large strided kernels.
+    """``F.conv2d``, computed as kernel-row GEMMs on CPU where that is faster.
 
     Parameters
     ----------
@@ -70,10 +191,9 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     Returns
     -------
     torch.Tensor
-        Exactly ``F.conv2d(x, weight, bias, stride=stride, padding=padding)``; only the
-        backward computation differs (same gradients up to float rounding).
+        ``F.conv2d(x, weight, bias, stride=stride, padding=padding)`` up to float rounding (the
+        row-GEMM result is a channels-last tensor viewed as ``(batch, channels, H', W')``).
     """
-    recording = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    if not recording or x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if not uses_row_gemms(x, weight):
         return F.conv2d(x, weight, bias, stride=stride, padding=padding)
-    return _Conv2dForwardStyleBackward.apply(x, weight, bias, stride, padding)
+    return _RowGemmConv2d.apply(x, weight, bias, stride, padding)
