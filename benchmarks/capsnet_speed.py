@@ -7,7 +7,7 @@ GFLOP/s and that as a fraction of the float32 GEMM throughput measured in the sa
 peak resident memory. Each configuration runs in its own process (so the allocator setting
 and peak memory are its own) and configurations are interleaved over ``--rounds``.
 
-    python benchmarks/capsnet_speed.py                   # as trained, and two ablations
+    python benchmarks/capsnet_speed.py                   # as trained, and three ablations
     python benchmarks/capsnet_speed.py --rounds 3 --steps 10
 
 Benchmark on an idle machine: any other load halves the GEMM figure.
@@ -25,11 +25,12 @@ import sys
 import time
 from typing import Callable
 
-# Configurations: what training uses (tuned malloc) and two ablations.
+# Configurations: what training uses (tuned malloc) and three ablations, each undoing one speed-up.
 CONFIG_FLAGS = {
     "tuned malloc": ["--tuned-malloc"],
     "default malloc": [],
     "tuned, oneDNN conv": ["--tuned-malloc", "--onednn-conv"],
+    "tuned, autograd routing": ["--tuned-malloc", "--autograd-routing"],
 }
 
 
@@ -66,7 +67,15 @@ def _use_onednn_convolution() -> None:
         x, weight, bias, stride=stride, padding=padding)
 
 
-def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, onednn_conv: bool = False) -> dict:
+def _use_autograd_routing_backward() -> None:
+    """Ablation: dynamic routing back-propagates through autograd instead of its fused backward."""
+    import nni_capsnas.modules.routing as routing
+
+    routing.runs_eagerly = lambda tensor: False
+
+
+def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, onednn_conv: bool = False,
+            autograd_routing: bool = False) -> dict:
     """Run inside a worker process: every figure of one configuration."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -83,6 +92,8 @@ def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, onednn_con
         keep_large_buffers_in_heap()  # what trials.training.train does
     if onednn_conv:
         _use_onednn_convolution()
+    if autograd_routing:
+        _use_autograd_routing_backward()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     gemm_gflops = _gemm_gflops()
@@ -136,9 +147,11 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tuned-malloc", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--onednn-conv", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--autograd-routing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.threads, args.batch, args.steps, args.tuned_malloc, args.onednn_conv)))
+        print(json.dumps(measure(args.threads, args.batch, args.steps, args.tuned_malloc, args.onednn_conv,
+                                 args.autograd_routing)))
         return
 
     import pandas as pd

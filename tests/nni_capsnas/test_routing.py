@@ -156,3 +156,40 @@ def test_routing_rejects_bad_iterations(iterations: object) -> None:
 def test_routing_rejects_wrong_rank(shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match=r"u_hat must have 4 dimensions"):
         dynamic_routing(torch.randn(*shape), 3)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3, 4])
+def test_fused_backward_gives_autograd_gradients(monkeypatch, iterations: int) -> None:
+    from nni_capsnas.modules import routing
+
+    generator = torch.Generator().manual_seed(iterations)
+    u_hat = torch.randn(3, 7, 4, 5, dtype=torch.float64, generator=generator, requires_grad=True)
+    grad_v = torch.randn(3, 4, 5, dtype=torch.float64, generator=generator)
+
+    fused = dynamic_routing(u_hat, iterations)
+    assert "FusedBackward" in type(fused.grad_fn).__name__
+    (fused_grad,) = torch.autograd.grad(fused, u_hat, grad_v)
+
+    monkeypatch.setattr(routing, "runs_eagerly", lambda tensor: False)  # the plain loop, autograd's backward
+    plain = dynamic_routing(u_hat, iterations)
+    assert "FusedBackward" not in type(plain.grad_fn).__name__
+    (plain_grad,) = torch.autograd.grad(plain, u_hat, grad_v)
+
+    torch.testing.assert_close(fused, plain, rtol=0, atol=0)
+    torch.testing.assert_close(fused_grad, plain_grad, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda votes: dynamic_routing(votes, iterations), (u_hat,))
+
+
+def test_fused_backward_refuses_a_second_derivative() -> None:
+    """No silently wrong second derivative: differentiating the gradient again raises."""
+    u_hat = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(dynamic_routing(u_hat, 3).sum(), u_hat, create_graph=True)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()
+
+
+def test_inference_uses_the_plain_loop() -> None:
+    u_hat = torch.randn(2, 5, 3, 4, requires_grad=True)
+    with torch.no_grad():
+        assert dynamic_routing(u_hat, 3).grad_fn is None
+    assert "FusedBackward" not in type(dynamic_routing(u_hat.detach(), 3).grad_fn).__name__

@@ -66,8 +66,8 @@ def test_capsnet_primary_capsules_take_the_row_gemm_path_and_small_layers_do_not
 
 def test_float32_inference_and_flop_count_equal_the_plain_convolution():
     generator = torch.Generator().manual_seed(1)
-    x = torch.rand(4, 64, 20, 20, generator=generator)
-    weight = torch.randn(32, 64, 9, 9, generator=generator) * 0.05
+    x = torch.rand(4, 128, 20, 20, generator=generator)
+    weight = torch.randn(32, 128, 9, 9, generator=generator) * 0.05
     bias = torch.randn(32, generator=generator)
     assert uses_row_gemms(x, weight)
     with torch.no_grad():
@@ -85,8 +85,8 @@ def test_float32_inference_and_flop_count_equal_the_plain_convolution():
 
 @pytest.mark.parametrize("training", [False, True])
 def test_onnx_export_sees_one_conv_node(training):
-    layer = PrimaryCaps(in_channels=64, out_caps=4, caps_dim=8, kernel_size=9, stride=2).train(training)
-    example = torch.rand(1, 64, 20, 20)
+    layer = PrimaryCaps(in_channels=128, out_caps=4, caps_dim=8, kernel_size=9, stride=2).train(training)
+    example = torch.rand(1, 128, 20, 20)
     assert uses_row_gemms(example, layer.conv.weight)
     op_types = [node.op_type for node in export_onnx(layer, example).graph.node]
     assert op_types.count("Conv") == 1 and "MatMul" not in op_types and "Gemm" not in op_types
