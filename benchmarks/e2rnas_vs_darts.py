@@ -22,7 +22,9 @@ DARTS' with no more parameters, and an E2RNAS search epoch takes at most 1.6x a 
 Search budget: 3000 + 3000 images, 2 epochs, i.e. 94 architecture steps per strategy (at the
 former 768 + 768 images, 24 steps, the probabilities stayed close to uniform, DARTS' feature
 operation at 0.25 of six, so argmax read noise). The probability of every exported value is
-printed. ``--weight-adversarial`` (default 0) mixes FGSM loss into E2RNAS' weight step only:
+printed. ``--retrain-adversarial EPS`` retrains both architectures with FGSM-RS adversarial
+training (``trials.training.TrainConfig.adversarial``) instead of clean training.
+``--weight-adversarial`` (default 0) mixes FGSM loss into E2RNAS' weight step only:
 E2RNAS' supernet then sees adversarial images and DARTS' does not (the retraining of both
 architectures stays identical and clean).
 
@@ -64,7 +66,7 @@ from nni_capsnas.strategy.e2rnas import E2RNAS  # noqa: E402
 from nni_capsnas.strategy.expected_cost import ExpectedParams  # noqa: E402
 from search_spaces.capsule_cell_space import CapsuleCellSpace  # noqa: E402
 from search_spaces.darts_cell_space import DartsCellSpace  # noqa: E402
-from trials.attacks import fgsm, robust_accuracy  # noqa: E402
+from trials.attacks import AttackConfig, fgsm, robust_accuracy  # noqa: E402
 from trials.datasets import DatasetSplits, load_dataset  # noqa: E402
 from trials.lightning import CapsuleClassificationModule  # noqa: E402
 from trials.training import TrainConfig, evaluate, train  # noqa: E402
@@ -214,8 +216,10 @@ def _retrain_and_evaluate(result: Result, data: DatasetSplits, args: argparse.Na
     count = args.retrain_train or len(labels)
     splits = DatasetSplits(data.name, TensorDataset(images[:count], labels[:count]), data.val, data.input_shape,
                            data.num_classes)
+    adversarial = (AttackConfig(attack="fgsm", epsilon=args.retrain_adversarial, random_start=True)
+                   if args.retrain_adversarial > 0 else None)
     train(model, splits, TrainConfig(epochs=args.retrain_epochs, batch_size=64, learning_rate=args.learning_rate,
-                                     seed=args.seed), progress=False)
+                                     seed=args.seed, adversarial=adversarial), progress=False)
     evaluation = Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
     result.clean_accuracy = evaluate(model, evaluation)
     result.fgsm_accuracy = robust_accuracy(model, evaluation, attack="fgsm", epsilon=args.epsilon, seed=args.seed)
@@ -234,7 +238,9 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
              f"s/epoch: wall-clock median of the search's epochs; CPU s/ep: median process CPU time of "
              f"{args.timing_repeats} alternated 1-thread 1-epoch searches on {args.timing_images} images"
              + (f"; E2RNAS' weight step mixes in {args.weight_adversarial} FGSM loss (its supernet sees adversarial "
-                f"images, DARTS' does not; retraining is identical and clean)" if args.weight_adversarial > 0 else ""),
+                f"images, DARTS' does not; retraining is identical and clean)" if args.weight_adversarial > 0 else "")
+             + (f"; both retrained adversarially (FGSM-RS at {args.retrain_adversarial}, half the loss)"
+                if args.retrain_adversarial > 0 else ""),
              header]
     for r in results:
         timed = statistics.median(timing[r.strategy]) if timing.get(r.strategy) else float("nan")
@@ -294,6 +300,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="share of FGSM loss in E2RNAS' weight step (DARTS' weight step stays clean)")
     parser.add_argument("--retrain-epochs", type=int, default=2)
     parser.add_argument("--retrain-train", type=int, default=4000, help="training images (0: all 8000)")
+    parser.add_argument("--retrain-adversarial", type=float, default=0.0,
+                        help="retrain both architectures with FGSM-RS adversarial training at this epsilon "
+                             "(half the loss; 0: clean retraining)")
     parser.add_argument("--epsilon", type=float, default=0.1, help="evaluation epsilon (pixel units)")
     parser.add_argument("--pgd-steps", type=int, default=10)
     parser.add_argument("--eval-samples", type=int, default=1000)

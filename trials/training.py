@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .allocator import keep_large_buffers_in_heap
+from .attacks import AttackConfig
 from .datasets import DatasetSplits
 from .losses import ClassificationLoss, class_scores
 
@@ -37,7 +38,16 @@ class TrainConfig:
     shift_pixels
         Random translation of up to this many pixels per training image (0 = off).
     seed
-        Seeds weights' initialisation order, shuffling and augmentation.
+        Seeds weights' initialisation order, shuffling, augmentation and adversarial starts.
+    adversarial
+        Adversarial training (``None``: off): every batch is also attacked with this setting
+        (e.g. FGSM with random start, "fast adversarial training", Wong et al. 2020) and the loss
+        on the adversarial images is mixed in. Only the attack, epsilon, steps, step size, random
+        start, normalisation and attack loss are used.
+    adversarial_weight
+        Share of the adversarial loss in each batch's loss, in (0, 1]: ``(1 - w) * clean + w *
+        adversarial``. The decoder of a capsule network reconstructs the clean image from the
+        adversarial one.
     """
 
     epochs: int = 10
@@ -48,6 +58,8 @@ class TrainConfig:
     reconstruction_weight: float = 0.0005
     shift_pixels: int = 0
     seed: int = 0
+    adversarial: Optional[AttackConfig] = None
+    adversarial_weight: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -60,6 +72,11 @@ class TrainConfig:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
         if self.shift_pixels < 0:
             raise ValueError(f"shift_pixels must be >= 0, got {self.shift_pixels!r}")
+        if self.adversarial is not None and not isinstance(self.adversarial, AttackConfig):
+            raise ValueError(f"adversarial must be a trials.attacks.AttackConfig or None, "
+                             f"got {type(self.adversarial).__name__}")
+        if not 0 < self.adversarial_weight <= 1:
+            raise ValueError(f"adversarial_weight must be in (0, 1], got {self.adversarial_weight!r}")
 
 
 @dataclass
@@ -167,6 +184,8 @@ def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConf
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     criterion = ClassificationLoss(reconstruction_weight=config.reconstruction_weight)
     decoder = getattr(model, "decoder", None)
+    adversary = (config.adversarial.adversary(torch.Generator().manual_seed(config.seed))
+                 if config.adversarial is not None else None)
     result = TrainResult()
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
@@ -176,6 +195,10 @@ def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConf
         for images, labels in bar:
             images = random_shift(images, config.shift_pixels, generator)
             loss = criterion(model(images), labels, images, decoder)
+            if adversary is not None:
+                adversarial_images = adversary(model, images, labels).detach()
+                adversarial_loss = criterion(model(adversarial_images), labels, images, decoder)
+                loss = (1 - config.adversarial_weight) * loss + config.adversarial_weight * adversarial_loss
             if not math.isfinite(loss.item()):
                 raise NonFiniteLossError(f"training loss became {loss.item()} in epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)

@@ -25,6 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr-decay", type=float, default=0.96, help="learning rate factor per epoch")
     parser.add_argument("--shift", type=int, default=0, help="random shift augmentation in pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--adversarial-epsilon", type=float, default=0.0, metavar="EPS",
+                        help="adversarial training: mix in the loss on FGSM images with random start at this "
+                             "L-inf radius in pixel units (0: off)")
+    parser.add_argument("--adversarial-weight", type=float, default=0.5,
+                        help="share of the adversarial loss in each batch (default 0.5)")
     parser.add_argument("--threads", type=int, help="PyTorch CPU threads")
     parser.add_argument("--save", type=Path, help="write the trained weights here (refuses to overwrite)")
     parser.add_argument("--json", action="store_true", help="print the history as JSON")
@@ -36,13 +41,22 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from search_spaces.reference import capsnet, deepcaps
+    from trials.attacks import AttackConfig
     from trials.datasets import load_dataset
     from trials.training import TrainConfig, train
 
     if args.save is not None and args.save.exists():
         raise ValueError(f"--save {args.save} already exists; choose another path")
+    adversarial = None
+    if args.adversarial_epsilon:
+        try:
+            adversarial = AttackConfig(attack="fgsm", epsilon=args.adversarial_epsilon, random_start=True,
+                                       seed=args.seed)
+        except ValueError as error:
+            raise ValueError(f"--adversarial-epsilon: {error}") from error
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                         lr_decay=args.lr_decay, shift_pixels=args.shift, seed=args.seed)
+                         lr_decay=args.lr_decay, shift_pixels=args.shift, seed=args.seed,
+                         adversarial=adversarial, adversarial_weight=args.adversarial_weight)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -67,3 +67,18 @@ def test_module_entry_point_shows_train_help() -> None:
                             text=True, timeout=120, check=False)
     assert result.returncode == 0
     assert "--save" in result.stdout and "--epochs" in result.stdout
+
+
+def test_adversarial_training_flags_train_and_bad_values_are_one_line_errors(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--epochs", "1", "--no-progress", "--adversarial-epsilon", "0.1",
+                 "--adversarial-weight", "0.3"]) == 0
+    assert capsys.readouterr().out.startswith("epoch   1  loss ")
+
+    assert main(["train", "--no-progress", "--adversarial-epsilon", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--adversarial-epsilon: epsilon must be a number in [0, 1] (pixel units), got 1.5" in err
+    assert "Traceback" not in err
+
+    assert main(["train", "--no-progress", "--adversarial-epsilon", "0.1", "--adversarial-weight", "0"]) == 2
+    assert "adversarial_weight must be in (0, 1], got 0.0" in capsys.readouterr().err

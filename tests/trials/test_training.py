@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from search_spaces import capsnet
+from trials.attacks import AttackConfig, robust_accuracy
 from trials.datasets import DatasetSplits, load_dataset
 from trials.losses import ClassificationLoss, class_scores
 from trials.training import EpochRecord, NonFiniteLossError, TrainConfig, evaluate, random_shift, train
@@ -46,6 +47,9 @@ class _PixelLogits(nn.Module):
     (dict(lr_decay=0.0), r"lr_decay must be in \(0, 1\], got 0.0"),
     (dict(lr_decay=1.5), r"lr_decay must be in \(0, 1\], got 1.5"),
     (dict(shift_pixels=-1), r"shift_pixels must be >= 0, got -1"),
+    (dict(adversarial={"attack": "fgsm"}), r"adversarial must be a trials.attacks.AttackConfig or None, got dict"),
+    (dict(adversarial_weight=0.0), r"adversarial_weight must be in \(0, 1\], got 0.0"),
+    (dict(adversarial_weight=1.5), r"adversarial_weight must be in \(0, 1\], got 1.5"),
 ])
 def test_train_config_rejects_bad_values(kwargs: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
@@ -169,3 +173,33 @@ def test_train_stops_at_the_deadline() -> None:
     with pytest.raises(TimeoutError, match="time budget in epoch 1"):
         train(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), _tiny_splits(), TrainConfig(epochs=3, batch_size=8),
               progress=False, deadline=time.monotonic() - 1)
+
+
+# --- adversarial training ------------------------------------------------------------------
+
+
+def test_adversarial_training_at_epsilon_zero_is_clean_training() -> None:
+    """The adversarial term is the same loss on the attacked batch: at epsilon 0 nothing changes."""
+    histories = []
+    for adversarial in (None, AttackConfig(attack="fgsm", epsilon=0.0, random_start=True)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+        config = TrainConfig(epochs=2, batch_size=8, seed=3, adversarial=adversarial, adversarial_weight=0.7)
+        history = train(model, _tiny_splits(), config, progress=False).history
+        histories.append([value for r in history for value in (r.train_loss, r.val_accuracy)])
+    assert histories[0] == pytest.approx(histories[1], rel=1e-6)
+
+
+def test_adversarial_training_makes_the_network_more_robust_on_digits() -> None:
+    data = load_dataset("digits")
+    robust = {}
+    for name, adversarial in [("clean", None), ("fgsm-rs", AttackConfig(attack="fgsm", epsilon=0.1,
+                                                                          random_start=True))]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        train(model, data, TrainConfig(epochs=5, learning_rate=1e-2, seed=0, adversarial=adversarial),
+              progress=False)
+        assert evaluate(model, data.val) > 0.9
+        robust[name] = robust_accuracy(model, data.val, attack="pgd", epsilon=0.1, steps=10, seed=0)
+    # measured: PGD-10 accuracy 0.64 after clean training, 0.71 after FGSM-RS training
+    assert robust["fgsm-rs"] > robust["clean"] + 0.03
