@@ -21,6 +21,8 @@ export, it is an ordinary ``F.conv2d``.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 
@@ -66,6 +68,16 @@ def _patch_rows(x_nhwc: torch.Tensor, row: int, stride: int, out_hw: tuple[int, 
         x_nhwc.storage_offset() + row * width * channels)
 
 
+def _row_patch_matrices(x_nhwc: torch.Tensor, stride: int, out_hw: tuple[int, int], kernel_h: int,
+                        kernel_w: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(row, patches)`` per kernel row: ``(batch * out_h * out_w, kW * C)``, one reused buffer."""
+    patches = None
+    for row in range(kernel_h):
+        view = _patch_rows(x_nhwc, row, stride, out_hw, kernel_w)
+        patches = view.contiguous() if patches is None else patches.copy_(view)
+        yield row, patches.view(-1, patches.shape[-1])
+
+
 def _batch_chunks(batch: int, patch_bytes_per_image: int) -> list[slice]:
     """Batch slices whose patch matrix stays below :data:`PATCH_BUFFER_BYTES`."""
     size = max(1, min(batch, PATCH_BUFFER_BYTES // max(1, patch_bytes_per_image)))
@@ -87,11 +99,8 @@ class _RowGemmConv2d(torch.autograd.Function):
         out = x.new_zeros(x.shape[0], out_h, out_w, out_channels)
         for chunk in _chunks(x_nhwc, out_h, out_w, kernel_w):
             out_rows = out[chunk].view(-1, out_channels)
-            patches = None
-            for row in range(kernel_h):
-                view = _patch_rows(x_nhwc[chunk], row, stride, (out_h, out_w), kernel_w)
-                patches = view.contiguous() if patches is None else patches.copy_(view)
-                _accumulate_product(out_rows, patches.view(out_rows.shape[0], -1), row_weights[:, row].t())
+            for row, patches in _row_patch_matrices(x_nhwc[chunk], stride, (out_h, out_w), kernel_h, kernel_w):
+                _accumulate_product(out_rows, patches, row_weights[:, row].t())
         if bias is not None:
             out += bias
         ctx.save_for_backward(x_nhwc, row_weights)
@@ -142,11 +151,8 @@ def _weight_gradient(grad_nhwc: torch.Tensor, x_nhwc: torch.Tensor, stride: int,
     row_grads = grad_nhwc.new_zeros(out_channels, kernel_h, kernel_w * in_channels)
     for chunk in _chunks(x_nhwc, out_h, out_w, kernel_w):
         grad_rows = grad_nhwc[chunk].reshape(-1, out_channels)
-        patches = None
-        for row in range(kernel_h):
-            view = _patch_rows(x_nhwc[chunk], row, stride, (out_h, out_w), kernel_w)
-            patches = view.contiguous() if patches is None else patches.copy_(view)
-            _accumulate_product(row_grads[:, row], grad_rows.t(), patches.view(grad_rows.shape[0], -1))
+        for row, patches in _row_patch_matrices(x_nhwc[chunk], stride, (out_h, out_w), kernel_h, kernel_w):
+            _accumulate_product(row_grads[:, row], grad_rows.t(), patches)
     grad = row_grads.view(out_channels, kernel_h * kernel_w, in_channels).transpose(1, 2).contiguous()
     return grad.view(weight_shape)
 
