@@ -37,17 +37,26 @@ def dynamic_routing(u_hat: torch.Tensor, iterations: int) -> torch.Tensor:
     votes = u_hat.transpose(1, 2).contiguous()
     if torch.is_grad_enabled() and votes.requires_grad and runs_eagerly(votes):
         return _RoutingWithFusedBackward.apply(votes, iterations)
-    logits = votes.new_zeros(votes.shape[:3])  # (batch, out_caps, in_caps)
+    _, _, outputs = _routing_iterations(votes, iterations)
+    return outputs[-1]
+
+
+def _routing_iterations(votes: torch.Tensor, iterations: int) -> tuple[list[torch.Tensor], ...]:
+    """Procedure 1 on votes ``(batch, out_caps, in_caps, dim)``: every iteration's couplings
+    ``(batch, out_caps, in_caps)``, weighted sums and outputs ``(batch, out_caps, dim)``."""
+    logits = votes.new_zeros(votes.shape[:3])
+    couplings, sums, outputs = [], [], []
     for iteration in range(iterations):
-        coupling = torch.softmax(logits, dim=1)
-        v = squash(torch.matmul(coupling.unsqueeze(2), votes).squeeze(2))
+        couplings.append(torch.softmax(logits, dim=1))
+        sums.append(torch.matmul(couplings[-1].unsqueeze(2), votes).squeeze(2))
+        outputs.append(squash(sums[-1]))
         if iteration + 1 < iterations:
-            logits = logits + torch.matmul(votes, v.unsqueeze(-1)).squeeze(-1)
-    return v
+            logits = logits + torch.matmul(votes, outputs[-1].unsqueeze(-1)).squeeze(-1)
+    return couplings, sums, outputs
 
 
 class _RoutingWithFusedBackward(torch.autograd.Function):
-    """The routing loop above, with a hand-written backward that writes the votes' gradient once.
+    """:func:`_routing_iterations` with a hand-written backward that writes the votes' gradient once.
 
     Autograd's backward of the loop materialises one votes-sized gradient per contraction
     (``2 * iterations - 1`` of them) and adds them up. All of them are rank-one in the capsule
@@ -59,17 +68,7 @@ class _RoutingWithFusedBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, votes: torch.Tensor, iterations: int) -> torch.Tensor:
-        logits = votes.new_zeros(votes.shape[:3])
-        couplings, sums, outputs = [], [], []
-        for iteration in range(iterations):
-            coupling = torch.softmax(logits, dim=1)
-            s = torch.matmul(coupling.unsqueeze(2), votes).squeeze(2)
-            v = squash(s)
-            couplings.append(coupling)
-            sums.append(s)
-            outputs.append(v)
-            if iteration + 1 < iterations:
-                logits = logits + torch.matmul(votes, v.unsqueeze(-1)).squeeze(-1)
+        couplings, sums, outputs = _routing_iterations(votes, iterations)
         ctx.iterations = iterations
         ctx.save_for_backward(votes, *couplings, *sums, *outputs)
         return outputs[-1]
