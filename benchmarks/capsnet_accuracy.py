@@ -14,6 +14,8 @@ import logging
 import time
 from pathlib import Path
 
+from nni_capsnas.commands import print_now
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,18 +42,18 @@ def main() -> None:
     torch.manual_seed(args.seed)
     data = load_dataset("mnist-t10k", root=str(args.data_root), train_size=8000, seed=args.seed)
     model = capsnet(data.input_shape, data.num_classes)
-    print(f"CapsNet ({sum(p.numel() for p in model.parameters()):,} parameters) on mnist-t10k: "
+    print_now(f"CapsNet ({sum(p.numel() for p in model.parameters()):,} parameters) on mnist-t10k: "
           f"{len(data.train)} training / {len(data.val)} held-out images, batch {args.batch_size}, "
           f"{args.threads} threads, shift 2 px, target {args.target:.1%}")
-    print("| epoch | held-out accuracy | epoch time | elapsed |")
-    print("|---|---|---|---|")
+    print_now("| epoch | held-out accuracy | epoch time | elapsed |")
+    print_now("|---|---|---|---|")
     start = time.perf_counter()
 
     class TargetReached(Exception):
         pass
 
     def report(record: EpochRecord) -> None:
-        print(f"| {record.epoch} | {record.val_accuracy:.2%} | {record.seconds:.0f} s | "
+        print_now(f"| {record.epoch} | {record.val_accuracy:.2%} | {record.seconds:.0f} s | "
               f"{time.perf_counter() - start:.0f} s |", flush=True)
         if record.val_accuracy >= args.target:
             raise TargetReached
@@ -61,9 +63,9 @@ def main() -> None:
     try:
         result = train(model, data, config, progress=False, on_epoch_end=report)
         best = max(r.val_accuracy for r in result.history)
-        print(f"target {args.target:.1%} NOT reached in {args.epochs} epochs (best {best:.2%})")
+        print_now(f"target {args.target:.1%} NOT reached in {args.epochs} epochs (best {best:.2%})")
     except TargetReached:
-        print(f"target {args.target:.1%} reached in {time.perf_counter() - start:.0f} s")
+        print_now(f"target {args.target:.1%} reached in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

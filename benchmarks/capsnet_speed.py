@@ -25,6 +25,8 @@ import sys
 import time
 from typing import Callable
 
+from nni_capsnas.commands import print_now
+
 # Configurations: what training uses (tuned malloc) and three ablations, each undoing one speed-up.
 CONFIG_FLAGS = {
     "tuned malloc": ["--tuned-malloc"],
@@ -150,7 +152,7 @@ def main() -> None:
     parser.add_argument("--autograd-routing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.threads, args.batch, args.steps, args.tuned_malloc, args.onednn_conv,
+        print_now(json.dumps(measure(args.threads, args.batch, args.steps, args.tuned_malloc, args.onednn_conv,
                                  args.autograd_routing)))
         return
 
@@ -172,12 +174,12 @@ def main() -> None:
                      "inference ms": best["inference_ms"], "inference img/s": best["inference_images_s"],
                      "peak RSS MiB": best["peak_rss_mib"]})
     table = pd.DataFrame(rows).set_index("configuration").T
-    print(f"Sabour CapsNet (8.2 M parameters, decoder included), batch {args.batch}, {args.threads} threads, "
+    print_now(f"Sabour CapsNet (8.2 M parameters, decoder included), batch {args.batch}, {args.threads} threads, "
           f"best of {args.rounds} interleaved rounds (each a median of {args.steps} steps after warm-up)")
-    print(table.to_string(float_format=lambda v: f"{v:,.1f}"))
-    print(f"run GEMM: median {run_gemm:.1f} GFLOP/s over all {sum(map(len, results.values()))} worker processes "
+    print_now(table.to_string(float_format=lambda v: f"{v:,.1f}"))
+    print_now(f"run GEMM: median {run_gemm:.1f} GFLOP/s over all {sum(map(len, results.values()))} worker processes "
           "(own GEMM: the same process as the step)")
-    print(f"load average: {os.getloadavg()[0]:.2f} (benchmark on an idle machine)")
+    print_now(f"load average: {os.getloadavg()[0]:.2f} (benchmark on an idle machine)")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import Subset, TensorDataset
 
+from nni_capsnas.commands import print_now
 from nni_capsnas.quiet import silence_known_warnings
 
 silence_known_warnings()  # before NNI's modules are imported (they warn at import time)
@@ -332,13 +333,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         _retrain_and_evaluate(result, data, args)
         results.append(result)
     timing = _interleaved_epoch_seconds(data, args, target)
-    print(_table(results, args, timing))
+    print_now(_table(results, args, timing))
     for name, result in zip(("DARTS", "E2RNAS"), results):
-        print(f"{name} architecture: {result.architecture}")
-        print(f"{name} probability of each exported value: {_exported_probabilities(result)}")
-    print(f"E2RNAS params target {target:.0f}; mean MGDA weights {results[1].mgda_weights}")
+        print_now(f"{name} architecture: {result.architecture}")
+        print_now(f"{name} probability of each exported value: {_exported_probabilities(result)}")
+    print_now(f"E2RNAS params target {target:.0f}; mean MGDA weights {results[1].mgda_weights}")
     for line in _verdict(*results, timing):
-        print(line)
+        print_now(line)
     if args.output:
         Path(args.output).write_text(json.dumps({"args": vars(args), "params_target": target, "timing": timing,
                                                  "results": [asdict(r) for r in results]}, indent=2, default=str))

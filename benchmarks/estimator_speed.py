@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from hw_estimators import clear_cache, estimate, estimate_chromosome
+from nni_capsnas.commands import print_now
 from nni_capsnas.export import export_onnx
 from nni_capsnas.quiet import silence_known_warnings
 from search_spaces.reference import capsnet, deepcaps
@@ -68,9 +69,9 @@ def main() -> None:
                      f"estimate < {TARGET_MS:g} ms": cold < TARGET_MS})
     table = pd.DataFrame(rows)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"medians over {args.runs} runs (exports: {args.export_runs}), torch threads {torch.get_num_threads()}, "
+    print_now(f"medians over {args.runs} runs (exports: {args.export_runs}), torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs, load average {load:.1f}")
-    print(table.to_string(index=False, float_format=lambda value: f"{value:.2f}"))
+    print_now(table.to_string(index=False, float_format=lambda value: f"{value:.2f}"))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from nni_capsnas.commands import print_now  # noqa: E402
 from nni_capsnas.quiet import silence_known_warnings  # noqa: E402
 
 silence_known_warnings()  # before NNI's modules are imported (they warn at import time)
@@ -216,7 +217,7 @@ def load_table(rebuild: bool) -> tuple[Table, float, bool]:
     if not cached:
         if rebuild:
             path.with_suffix(".csv.partial").unlink(missing_ok=True)
-        print(f"Building the table ({space_size()} architectures, {DATASET}, {TRAINING['epochs']} epochs, "
+        print_now(f"Building the table ({space_size()} architectures, {DATASET}, {TRAINING['epochs']} epochs, "
               f"{ACCELERATOR}) -> {path}", flush=True)
         build_table(path, meta_path)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -333,55 +334,55 @@ def report(frame: pd.DataFrame, args: argparse.Namespace, build_seconds: float, 
     assert _TABLE is not None
     path, _, digest = table_paths()
     distinct_graphs = len({cost_key(_typed(r)) for r in _TABLE.frame.to_dict("records")})
-    print()
-    print(f"Space: {space_size()} architectures ({distinct_graphs} distinct inference graphs; labels "
+    print_now()
+    print_now(f"Space: {space_size()} architectures ({distinct_graphs} distinct inference graphs; labels "
           + ", ".join(f"{k}={list(v)}" for k, v in CANDIDATES.items()) + ")")
-    print(f"Objectives: {OBJECTIVES}; accuracy after {TRAINING['epochs']} epochs on {DATASET} (seed "
+    print_now(f"Objectives: {OBJECTIVES}; accuracy after {TRAINING['epochs']} epochs on {DATASET} (seed "
           f"{TRAINING['seed']}), hardware from the {ACCELERATOR} estimator")
-    print(f"True Pareto front: {len(_TABLE.front)} architectures; hypervolume {_TABLE.front_hv:.4f} "
+    print_now(f"True Pareto front: {len(_TABLE.front)} architectures; hypervolume {_TABLE.front_hv:.4f} "
           f"(objectives normalised to [0, 1] by the table's ideal and nadir, reference point {REFERENCE})")
-    print(f"Table {digest}: " + (f"loaded from cache in {load_seconds:.1f} s (built in {build_seconds:.0f} s)"
+    print_now(f"Table {digest}: " + (f"loaded from cache in {load_seconds:.1f} s (built in {build_seconds:.0f} s)"
                                  if cached else f"built in {build_seconds:.0f} s") + f" -> {path}")
-    print("Run time per strategy (all budgets and seeds): "
+    print_now("Run time per strategy (all budgets and seeds): "
           + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run_seconds.items()))
-    print(f"Settings: NSGA2 {NSGA2_SETTINGS}; RegularizedEvolution {EVOLUTION_SETTINGS}, default = "
+    print_now(f"Settings: NSGA2 {NSGA2_SETTINGS}; RegularizedEvolution {EVOLUTION_SETTINGS}, default = "
           f"accuracy_n - {' - '.join(f'{w:.3g}*{n}_n' for n, w in SCALARISATION_WEIGHTS.items())}; "
           "Random dedup=True")
     short = frame[frame.evaluated < frame.budget]
     if len(short):
-        print(f"Note: {len(short)} runs evaluated fewer architectures than their budget:")
-        print(short.to_string(index=False))
+        print_now(f"Note: {len(short)} runs evaluated fewer architectures than their budget:")
+        print_now(short.to_string(index=False))
 
     summary = frame.groupby(["strategy", "budget"])["hv_fraction"].agg(["mean", "std"])
     table = pd.DataFrame({budget: {name: f"{summary.loc[(name, budget), 'mean']:.3f} ± "
                                          f"{_zero_nan(summary.loc[(name, budget), 'std']):.3f}"
                                    for name in STRATEGIES} for budget in args.budgets})
     table.index.name = "strategy \\ evaluations"
-    print()
-    print(f"Hypervolume as a fraction of the true front's (mean ± std over {args.seeds} seeds, "
+    print_now()
+    print_now(f"Hypervolume as a fraction of the true front's (mean ± std over {args.seeds} seeds, "
           f"{args.seed_offset}-{args.seed_offset + args.seeds - 1})")
-    print(markdown(table))
+    print_now(markdown(table))
     best_baseline = summary["mean"].unstack().loc[list(STRATEGIES[1:])].max()
     lead = summary["mean"].unstack().loc["NSGA2"] - best_baseline
-    print("NSGA2 minus the best baseline (mean): " + ", ".join(f"{b}: {lead[b]:+.3f}" for b in args.budgets))
+    print_now("NSGA2 minus the best baseline (mean): " + ", ".join(f"{b}: {lead[b]:+.3f}" for b in args.budgets))
     found = frame.groupby(["strategy", "budget"])["front_found"].mean().unstack().loc[list(STRATEGIES)]
     found.index.name = "strategy \\ evaluations"
-    print()
-    print(f"True-front architectures found (mean; the front has {len(_TABLE.front)})")
-    print(markdown(found.map(lambda v: f"{v:.1f}")))
+    print_now()
+    print_now(f"True-front architectures found (mean; the front has {len(_TABLE.front)})")
+    print_now(markdown(found.map(lambda v: f"{v:.1f}")))
 
     means = summary["mean"]
     target_budget = TARGET_BUDGET if TARGET_BUDGET in args.budgets else max(args.budgets)
     reaches = means[("NSGA2", target_budget)] >= TARGET_FRACTION
     leads = {budget: all(means[("NSGA2", budget)] > means[(other, budget)] for other in STRATEGIES[1:])
              for budget in args.budgets}
-    print()
-    print(f"NSGA2 at {target_budget} evaluations: {means[('NSGA2', target_budget)]:.3f} "
+    print_now()
+    print_now(f"NSGA2 at {target_budget} evaluations: {means[('NSGA2', target_budget)]:.3f} "
           f"({'>=' if reaches else '<'} {TARGET_FRACTION:.2f})"
           + ("" if target_budget == TARGET_BUDGET else f" [target is defined at {TARGET_BUDGET}]"))
-    print("NSGA2 leads both baselines at " + ", ".join(f"{b}: {'yes' if ok else 'no'}" for b, ok in leads.items()))
+    print_now("NSGA2 leads both baselines at " + ", ".join(f"{b}: {'yes' if ok else 'no'}" for b, ok in leads.items()))
     met = bool(reaches and all(leads.values()) and target_budget == TARGET_BUDGET)
-    print(f"TARGET {'MET' if met else 'MISSED'}")
+    print_now(f"TARGET {'MET' if met else 'MISSED'}")
 
 
 def markdown(frame: pd.DataFrame) -> str:

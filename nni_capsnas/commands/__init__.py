@@ -1,6 +1,9 @@
 """Sub-commands of ``nni-capsnas``; each module exposes ``register(subparsers)``."""
 
 
-def print_now(line: str) -> None:
-    """The CLI's output: one line on stdout, flushed (scripts and tests read it while running)."""
+def print_now(line: str = "") -> None:
+    """The CLI's output: one line on stdout, flushed (scripts and tests read it while running).
+
+    Benchmarks under ``benchmarks/`` print their tables through it too.
+    """
     print(line, flush=True)
