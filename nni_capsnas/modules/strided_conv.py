@@ -78,9 +78,11 @@ def _row_patch_matrices(x_nhwc: torch.Tensor, stride: int, out_hw: tuple[int, in
         yield row, patches.view(-1, patches.shape[-1])
 
 
-def _batch_chunks(batch: int, patch_bytes_per_image: int) -> list[slice]:
-    """Batch slices whose patch matrix stays below :data:`PATCH_BUFFER_BYTES`."""
-    size = max(1, min(batch, PATCH_BUFFER_BYTES // max(1, patch_bytes_per_image)))
+def _batch_chunks(batch: int, out_hw: tuple[int, int], kernel_w: int, channels: int,
+                  element_size: int) -> list[slice]:
+    """Batch slices whose kernel-row patch matrix stays below :data:`PATCH_BUFFER_BYTES`."""
+    per_image = out_hw[0] * out_hw[1] * kernel_w * channels * element_size
+    size = max(1, min(batch, PATCH_BUFFER_BYTES // per_image))
     return [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
 
 
@@ -97,7 +99,7 @@ class _RowGemmConv2d(torch.autograd.Function):
         # weight as (out_channels, kernel row, kernel column x in_channels): one cheap batched transpose
         row_weights = weight.flatten(2).transpose(1, 2).contiguous().view(out_channels, kernel_h, -1)
         out = x.new_zeros(x.shape[0], out_h, out_w, out_channels)
-        for chunk in _chunks(x_nhwc, out_h, out_w, kernel_w):
+        for chunk in _batch_chunks(x.shape[0], (out_h, out_w), kernel_w, x_nhwc.shape[3], x.element_size()):
             out_rows = out[chunk].view(-1, out_channels)
             for row, patches in _row_patch_matrices(x_nhwc[chunk], stride, (out_h, out_w), kernel_h, kernel_w):
                 _accumulate_product(out_rows, patches, row_weights[:, row].t())
@@ -137,19 +139,13 @@ def _padded_channels_last(x: torch.Tensor, padding: int) -> torch.Tensor:
     return padded
 
 
-def _chunks(x_nhwc: torch.Tensor, out_h: int, out_w: int, kernel_w: int) -> list[slice]:
-    """Batch chunks for one convolution (patch bytes per image from its geometry)."""
-    per_image = out_h * out_w * kernel_w * x_nhwc.shape[3] * x_nhwc.element_size()
-    return _batch_chunks(x_nhwc.shape[0], per_image)
-
-
 def _weight_gradient(grad_nhwc: torch.Tensor, x_nhwc: torch.Tensor, stride: int,
                      weight_shape: torch.Size) -> torch.Tensor:
     """``dW[row] = patches[row]^T @ dout``, accumulated over batch chunks."""
     out_channels, in_channels, kernel_h, kernel_w = weight_shape
     _, out_h, out_w, _ = grad_nhwc.shape
     row_grads = grad_nhwc.new_zeros(out_channels, kernel_h, kernel_w * in_channels)
-    for chunk in _chunks(x_nhwc, out_h, out_w, kernel_w):
+    for chunk in _batch_chunks(x_nhwc.shape[0], (out_h, out_w), kernel_w, in_channels, x_nhwc.element_size()):
         grad_rows = grad_nhwc[chunk].reshape(-1, out_channels)
         for row, patches in _row_patch_matrices(x_nhwc[chunk], stride, (out_h, out_w), kernel_h, kernel_w):
             _accumulate_product(row_grads[:, row], grad_rows.t(), patches)
@@ -166,7 +162,7 @@ def _input_gradient(grad_nhwc: torch.Tensor, row_weights: torch.Tensor, padded_s
     _, out_h, out_w, out_channels = grad_nhwc.shape
     grad_x = grad_nhwc.new_zeros(batch, height, width, in_channels)
     row_end, col_end = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
-    for chunk in _batch_chunks(batch, out_h * out_w * kernel_w * in_channels * grad_nhwc.element_size()):
+    for chunk in _batch_chunks(batch, (out_h, out_w), kernel_w, in_channels, grad_nhwc.element_size()):
         grad_rows = grad_nhwc[chunk].reshape(-1, out_channels)
         target = grad_x[chunk]
         cols = grad_rows.new_empty(grad_rows.shape[0], kernel_w * in_channels)
