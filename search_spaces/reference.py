@@ -28,7 +28,9 @@ class CapsNet(nn.Module):
         super().__init__()
         channels, height, width = check_input_shape(tuple(input_shape))
         check_positive("num_classes", num_classes)
-        self.conv1 = nn.Conv2d(channels, conv_channels, conv_kernel)
+        # Channels-last, so that its (ReLU) output is in the layout the primary capsules' kernel-row
+        # GEMMs read, without a transpose either way.
+        self.conv1 = nn.Conv2d(channels, conv_channels, conv_kernel).to(memory_format=torch.channels_last)
         self.primary = PrimaryCaps(in_channels=conv_channels, out_caps=primary_caps, caps_dim=primary_dim,
                                    kernel_size=primary_kernel, stride=primary_stride)
         h = conv_output_size(conv_output_size(height, conv_kernel), primary_kernel, primary_stride)

@@ -8,7 +8,7 @@ from .base import CapsuleModule
 
 from ._checks import check_positive, check_rank, check_sizes
 from .squash import squash
-from .strided_conv import conv2d
+from .strided_conv import conv2d, is_row_gemm_sized
 
 
 class PrimaryCaps(CapsuleModule):
@@ -49,6 +49,8 @@ class PrimaryCaps(CapsuleModule):
         self.out_caps = out_caps
         self.caps_dim = caps_dim
         self.conv = nn.Conv2d(in_channels, out_caps * caps_dim, kernel_size, stride=stride, padding=padding)
+        if is_row_gemm_sized(self.conv.weight):  # kernel rows as views, gradient without a transpose
+            self.conv.to(memory_format=torch.channels_last)
 
     def capsule_axes(self) -> dict[str, dict[int, tuple[int, int]]]:
         """Parameter axes laid out as (capsule types, capsule dim), for weight sharing."""

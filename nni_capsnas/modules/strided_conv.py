@@ -52,9 +52,18 @@ def uses_row_gemms(x: torch.Tensor, weight: torch.Tensor) -> bool:
         True on CPU, for float32/float64 inputs whose GEMM inner size ``kW * in_channels`` is at
         least :data:`MIN_ROW_LENGTH`, outside graph tracing, compilation and ONNX export.
     """
-    if x.dtype not in (torch.float32, torch.float64) or weight.shape[1] * weight.shape[3] < MIN_ROW_LENGTH:
+    if x.dtype not in (torch.float32, torch.float64) or not is_row_gemm_sized(weight):
         return False
     return runs_eagerly(x)
+
+
+def is_row_gemm_sized(weight: torch.Tensor) -> bool:
+    """Whether a kernel ``(out_channels, in_channels, kH, kW)`` is large enough for kernel-row GEMMs.
+
+    Such a weight is best stored channels-last (``module.to(memory_format=torch.channels_last)``):
+    its kernel rows are then a view and its gradient needs no transpose.
+    """
+    return weight.dim() == 4 and weight.shape[1] * weight.shape[3] >= MIN_ROW_LENGTH
 
 
 def _patch_rows(x_nhwc: torch.Tensor, row: int, stride: int, out_hw: tuple[int, int],
@@ -96,8 +105,9 @@ class _RowGemmConv2d(torch.autograd.Function):
         x_nhwc = _padded_channels_last(x, padding)
         out_h = (x_nhwc.shape[1] - kernel_h) // stride + 1
         out_w = (x_nhwc.shape[2] - kernel_w) // stride + 1
-        # weight as (out_channels, kernel row, kernel column x in_channels): one cheap batched transpose
-        row_weights = weight.flatten(2).transpose(1, 2).contiguous().view(out_channels, kernel_h, -1)
+        # weight as (out_channels, kernel row, kernel column x in_channels): a view of a channels-last
+        # weight (see is_row_gemm_sized), one batched transpose otherwise
+        row_weights = weight.permute(0, 2, 3, 1).reshape(out_channels, kernel_h, -1)
         out = x.new_zeros(x.shape[0], out_h, out_w, out_channels)
         for chunk in _batch_chunks(x.shape[0], (out_h, out_w), kernel_w, x_nhwc.shape[3], x.element_size()):
             out_rows = out[chunk].view(-1, out_channels)
@@ -107,6 +117,7 @@ class _RowGemmConv2d(torch.autograd.Function):
             out += bias
         ctx.save_for_backward(x_nhwc, row_weights)
         ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+        ctx.channels_last_input = x.is_contiguous(memory_format=torch.channels_last)
         ctx.weight_shape = weight.shape
         return out.permute(0, 3, 1, 2)
 
@@ -117,6 +128,10 @@ class _RowGemmConv2d(torch.autograd.Function):
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_x = _input_gradient(grad_nhwc, row_weights, x_nhwc.shape, ctx.stride, ctx.padding)
+            # in the input's own layout: a channels-last producer reads it without a copy, oneDNN's
+            # NCHW convolution backward is much slower with a channels-last gradient
+            if not ctx.channels_last_input:
+                grad_x = grad_x.contiguous()
         if ctx.needs_input_grad[1]:
             grad_weight = _weight_gradient(grad_nhwc, x_nhwc, ctx.stride, ctx.weight_shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -149,13 +164,16 @@ def _weight_gradient(grad_nhwc: torch.Tensor, x_nhwc: torch.Tensor, stride: int,
         grad_rows = grad_nhwc[chunk].reshape(-1, out_channels)
         for row, patches in _row_patch_matrices(x_nhwc[chunk], stride, (out_h, out_w), kernel_h, kernel_w):
             _accumulate_product(row_grads[:, row], grad_rows.t(), patches)
-    grad = row_grads.view(out_channels, kernel_h * kernel_w, in_channels).transpose(1, 2).contiguous()
-    return grad.view(weight_shape)
+    # a channels-last view: what a channels-last weight's gradient accumulates without a copy
+    return row_grads.view(out_channels, kernel_h, kernel_w, in_channels).permute(0, 3, 1, 2)
 
 
 def _input_gradient(grad_nhwc: torch.Tensor, row_weights: torch.Tensor, padded_shape: torch.Size,
                     stride: int, padding: int) -> torch.Tensor:
-    """``cols = dout @ W[row]^T`` per kernel row, added back onto the input positions it read."""
+    """``cols = dout @ W[row]^T`` per kernel row, added back onto the input positions it read.
+
+    Returns a channels-last view ``(batch, in_channels, H, W)`` (cropped by ``padding``).
+    """
     batch, height, width, in_channels = padded_shape
     kernel_h = row_weights.shape[1]
     kernel_w = row_weights.shape[2] // in_channels
@@ -171,7 +189,7 @@ def _input_gradient(grad_nhwc: torch.Tensor, row_weights: torch.Tensor, padded_s
             patch_grads = cols.view(-1, out_h, out_w, kernel_w, in_channels)
             for column in range(kernel_w):
                 target[:, row:row + row_end:stride, column:column + col_end:stride] += patch_grads[:, :, :, column]
-    grad_x = grad_x.permute(0, 3, 1, 2).contiguous()
+    grad_x = grad_x.permute(0, 3, 1, 2)
     if padding:
         grad_x = grad_x[:, :, padding:height - padding, padding:width - padding]
     return grad_x

@@ -47,6 +47,34 @@ def test_results_and_gradients_match_conv2d(row_gemms_for_small_convolutions, he
         torch.testing.assert_close(got, want, msg=f"{name} gradient differs")
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gradients_come_back_in_the_layout_of_their_tensors(row_gemms_for_small_convolutions, channels_last):
+    generator = torch.Generator().manual_seed(2)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, 4, 11, 11, dtype=torch.float64, generator=generator).to(memory_format=layout)
+    weight = torch.randn(5, 4, 3, 3, dtype=torch.float64, generator=generator).to(memory_format=layout)
+    x.requires_grad_(), weight.requires_grad_()
+    grad_out = torch.randn(3, 5, 5, 5, dtype=torch.float64, generator=generator)
+
+    expected = torch.autograd.grad(F.conv2d(x, weight, stride=2), (x, weight), grad_out)
+    conv2d(x, weight, None, stride=2).backward(grad_out)
+
+    torch.testing.assert_close(x.grad, expected[0])
+    torch.testing.assert_close(weight.grad, expected[1])
+    for name, tensor in [("input", x), ("weight", weight)]:
+        assert tensor.grad.is_contiguous(memory_format=layout), f"{name} gradient not in its tensor's layout"
+
+
+def test_capsnet_sized_primary_capsules_keep_their_kernel_channels_last():
+    primary = PrimaryCaps(in_channels=256, out_caps=32, caps_dim=8, kernel_size=9, stride=2)
+    small = PrimaryCaps(in_channels=8, out_caps=4, caps_dim=4, kernel_size=3)
+    assert primary.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert small.conv.weight.is_contiguous()
+    x = torch.rand(2, 256, 20, 20).to(memory_format=torch.channels_last)
+    primary(x).sum().backward()
+    assert primary.conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_gradcheck_and_only_requested_gradients(row_gemms_for_small_convolutions):
     x = torch.randn(2, 3, 9, 9, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
