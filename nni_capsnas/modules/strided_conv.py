@@ -14,6 +14,11 @@ in cache, and each pass of the convolution is ``kH`` large GEMMs:
 - weight gradient: ``dW[row] = patches[row]^T @ dout``;
 - input gradient: ``cols = dout @ W[row]^T``, scattered back with one strided add per kernel column.
 
+A kernel stored channels-last (see :func:`is_row_gemm_sized`) is already laid out as kernel rows,
+and gradients come back in the layout of their tensors, so neither pass transposes the weight, and
+a channels-last input (such as a channels-last convolution's output) is read and differentiated
+without a copy.
+
 :func:`conv2d` takes this path on CPU for convolutions large enough to profit (see
 :func:`uses_row_gemms`) and when no graph is being traced or exported; otherwise, and for ONNX
 export, it is an ordinary ``F.conv2d``.
@@ -156,7 +161,7 @@ def _padded_channels_last(x: torch.Tensor, padding: int) -> torch.Tensor:
 
 def _weight_gradient(grad_nhwc: torch.Tensor, x_nhwc: torch.Tensor, stride: int,
                      weight_shape: torch.Size) -> torch.Tensor:
-    """``dW[row] = patches[row]^T @ dout``, accumulated over batch chunks."""
+    """``dW[row] = patches[row]^T @ dout``, accumulated over batch chunks; a channels-last view."""
     out_channels, in_channels, kernel_h, kernel_w = weight_shape
     _, out_h, out_w, _ = grad_nhwc.shape
     row_grads = grad_nhwc.new_zeros(out_channels, kernel_h, kernel_w * in_channels)
