@@ -8,9 +8,10 @@ part of it; the held-out split is touched only by the final evaluation. E2RNAS' 
 has three objectives: the clean loss (cross-entropy on the capsule lengths by default, see
 ``--upper-loss``), the same loss on FGSM (random start) images, and the expected parameter
 count pulled towards ``--params-target`` (``abs`` mode); DARTS has its training loss.
-Each derived architecture is then retrained from scratch with the same seed and settings and
-evaluated: clean accuracy, FGSM and PGD accuracy (L-infinity, epsilon in pixel units, stated
-in the table), parameters, energy on the ``capsacc`` accelerator model, and the search time per
+Each derived architecture is then retrained from scratch with the same settings, once per
+retraining seed (``--retrain-seeds``, 5 by default: a 2-epoch retraining's PGD accuracy varies
+by up to 10 points between seeds), and evaluated: clean accuracy, FGSM and PGD accuracy
+(L-infinity, epsilon in pixel units, stated in the table; means over the retrainings), parameters, energy on the ``capsacc`` accelerator model, and the search time per
 epoch (a Lightning callback times each epoch; one-time set-up is reported apart). On a shared
 machine the two searches run under different loads, so the epoch-time ratio is taken from
 extra one-epoch searches of both strategies, alternated, by process CPU time on one thread
@@ -114,6 +115,11 @@ class Result:
     clean_accuracy: float = float("nan")
     fgsm_accuracy: float = float("nan")
     pgd_accuracy: float = float("nan")
+    #: one entry per retraining seed; the accuracies above are their means
+    retrain_seeds: list[int] = field(default_factory=list)
+    clean_runs: list[float] = field(default_factory=list)
+    fgsm_runs: list[float] = field(default_factory=list)
+    pgd_runs: list[float] = field(default_factory=list)
     params: int = 0
     energy_mj: float = float("nan")
     mgda_weights: dict[str, float] = field(default_factory=dict)
@@ -211,7 +217,28 @@ def _interleaved_epoch_seconds(data: DatasetSplits, args: argparse.Namespace,
 
 
 def _retrain_and_evaluate(result: Result, data: DatasetSplits, args: argparse.Namespace) -> None:
-    torch.manual_seed(args.seed)
+    """Retrain the architecture once per retraining seed; accuracies are the means over seeds."""
+    for offset in range(args.retrain_seeds):
+        seed = args.seed + offset
+        model = _retrain_once(result, data, args, seed)
+        evaluation = Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
+        result.retrain_seeds.append(seed)
+        result.clean_runs.append(evaluate(model, evaluation))
+        result.fgsm_runs.append(robust_accuracy(model, evaluation, attack="fgsm", epsilon=args.epsilon, seed=seed))
+        result.pgd_runs.append(robust_accuracy(model, evaluation, attack="pgd", epsilon=args.epsilon,
+                                               steps=args.pgd_steps, seed=seed))
+        _logger.info("%s retrained with seed %d: clean %.4f, FGSM %.4f, PGD %.4f", result.strategy, seed,
+                     result.clean_runs[-1], result.fgsm_runs[-1], result.pgd_runs[-1])
+    result.clean_accuracy = statistics.mean(result.clean_runs)
+    result.fgsm_accuracy = statistics.mean(result.fgsm_runs)
+    result.pgd_accuracy = statistics.mean(result.pgd_runs)
+    result.params = sum(p.numel() for p in model.parameters())
+    result.energy_mj = network_cost(model, data.input_shape, accelerator="capsacc")["energy_mj"]
+
+
+def _retrain_once(result: Result, data: DatasetSplits, args: argparse.Namespace, seed: int) -> torch.nn.Module:
+    """The exported architecture, freshly initialised and trained with ``seed``."""
+    torch.manual_seed(seed)
     model = _space(args).freeze(result.architecture)
     images, labels = data.train.tensors  # type: ignore[attr-defined]
     count = args.retrain_train or len(labels)
@@ -220,21 +247,17 @@ def _retrain_and_evaluate(result: Result, data: DatasetSplits, args: argparse.Na
     adversarial = (AttackConfig(attack="fgsm", epsilon=args.retrain_adversarial, random_start=True)
                    if args.retrain_adversarial > 0 else None)
     train(model, splits, TrainConfig(epochs=args.retrain_epochs, batch_size=64, learning_rate=args.learning_rate,
-                                     seed=args.seed, adversarial=adversarial), progress=False)
-    evaluation = Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
-    result.clean_accuracy = evaluate(model, evaluation)
-    result.fgsm_accuracy = robust_accuracy(model, evaluation, attack="fgsm", epsilon=args.epsilon, seed=args.seed)
-    result.pgd_accuracy = robust_accuracy(model, evaluation, attack="pgd", epsilon=args.epsilon,
-                                          steps=args.pgd_steps, seed=args.seed)
-    result.params = sum(p.numel() for p in model.parameters())
-    result.energy_mj = network_cost(model, data.input_shape, accelerator="capsacc")["energy_mj"]
+                                     seed=seed, adversarial=adversarial), progress=False)
+    return model
 
 
 def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, list[float]]) -> str:
-    header = (f"{'strategy':<8} {'clean':>7} {'FGSM':>7} {'PGD-' + str(args.pgd_steps):>7} {'params':>9} "
+    header = (f"{'strategy':<8} {'clean':>7} {'FGSM':>7} {'PGD-' + str(args.pgd_steps):>7} {'PGD sd':>7} {'params':>9} "
               f"{'energy mJ':>10} {'s/epoch':>8} {'CPU s/ep':>9} {'setup s':>8}")
     lines = [f"mnist-t10k, space={args.space}, epsilon={args.epsilon} (pixel units, L-inf), "
-             f"PGD {args.pgd_steps} steps random start, accuracies on {args.eval_samples} held-out images; "
+             f"PGD {args.pgd_steps} steps random start, accuracies on {args.eval_samples} held-out images, "
+             f"means over {args.retrain_seeds} retraining seed(s) {args.seed}..{args.seed + args.retrain_seeds - 1} "
+             f"(sd: their standard deviation); "
              f"search {args.search_epochs} epochs x {-(-args.search_train // args.batch_size)} steps; "
              f"s/epoch: wall-clock median of the search's epochs; CPU s/ep: median process CPU time of "
              f"{args.timing_repeats} alternated 1-thread 1-epoch searches on {args.timing_images} images"
@@ -245,9 +268,14 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
              header]
     for r in results:
         timed = statistics.median(timing[r.strategy]) if timing.get(r.strategy) else float("nan")
+        spread = 100 * statistics.stdev(r.pgd_runs) if len(r.pgd_runs) > 1 else float("nan")
         lines.append(f"{r.strategy:<8} {100 * r.clean_accuracy:>6.2f}% {100 * r.fgsm_accuracy:>6.2f}% "
-                     f"{100 * r.pgd_accuracy:>6.2f}% {r.params:>9d} {r.energy_mj:>10.4f} {r.epoch_median:>8.1f} "
-                     f"{timed:>9.1f} {r.setup_seconds:>8.1f}")
+                     f"{100 * r.pgd_accuracy:>6.2f}% {spread:>7.2f} {r.params:>9d} {r.energy_mj:>10.4f} "
+                     f"{r.epoch_median:>8.1f} {timed:>9.1f} {r.setup_seconds:>8.1f}")
+    for r in results:
+        runs = ", ".join(f"seed {seed}: {100 * clean:.1f}/{100 * fgsm:.1f}/{100 * pgd:.1f}"
+                         for seed, clean, fgsm, pgd in zip(r.retrain_seeds, r.clean_runs, r.fgsm_runs, r.pgd_runs))
+        lines.append(f"{r.strategy} retrainings (clean/FGSM/PGD %): {runs}")
     return "\n".join(lines)
 
 
@@ -262,15 +290,26 @@ def _exported_probabilities(result: Result) -> dict[str, float]:
     return chosen
 
 
+def _standard_error_of_difference(first: list[float], second: list[float]) -> float:
+    """Standard error, in points, of ``mean(first) - mean(second)`` for independent retrainings (nan below 2)."""
+    if min(len(first), len(second)) < 2:
+        return float("nan")
+    return 100 * (statistics.variance(first) / len(first) + statistics.variance(second) / len(second)) ** 0.5
+
+
 def _verdict(darts: Result, e2rnas: Result, timing: dict[str, list[float]]) -> list[str]:
     gain = 100 * (e2rnas.pgd_accuracy - darts.pgd_accuracy)
+    paired = [100 * (ours - theirs) for ours, theirs in zip(e2rnas.pgd_runs, darts.pgd_runs)]
+    error = _standard_error_of_difference(e2rnas.pgd_runs, darts.pgd_runs)
     if timing.get("darts") and timing.get("e2rnas"):  # alternated CPU-time runs
         ratio = statistics.median(timing["e2rnas"]) / statistics.median(timing["darts"])
     else:
         ratio = e2rnas.epoch_median / darts.epoch_median
     robust = gain >= PGD_TARGET_POINTS and e2rnas.params <= darts.params
     return [
-        f"PGD gain {gain:+.2f} points (target >= {PGD_TARGET_POINTS}), params {e2rnas.params} vs {darts.params} "
+        f"PGD gain {gain:+.2f} ± {error:.2f} points (mean over retraining seeds ± its standard error; "
+        f"target >= {PGD_TARGET_POINTS}; per seed "
+        f"{', '.join(f'{g:+.1f}' for g in paired)}), params {e2rnas.params} vs {darts.params} "
         f"(target <=): {'MET' if robust else 'NOT MET'}",
         f"search epoch ratio E2RNAS/DARTS {ratio:.2f} (target <= {EPOCH_RATIO_TARGET}): "
         f"{'MET' if ratio <= EPOCH_RATIO_TARGET else 'NOT MET'}",
@@ -301,6 +340,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="share of FGSM loss in E2RNAS' weight step (DARTS' weight step stays clean)")
     parser.add_argument("--retrain-epochs", type=int, default=2)
     parser.add_argument("--retrain-train", type=int, default=4000, help="training images (0: all 8000)")
+    parser.add_argument("--retrain-seeds", type=int, default=5,
+                        help="retrain each architecture with seeds --seed, --seed + 1, ...; accuracies are means")
     parser.add_argument("--retrain-adversarial", type=float, default=0.0,
                         help="retrain both architectures with FGSM-RS adversarial training at this epsilon "
                              "(half the loss; 0: clean retraining)")
@@ -315,6 +356,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timing-images", type=int, default=640, help="images per timed epoch")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
+    if args.retrain_seeds < 1:
+        parser.error(f"--retrain-seeds must be at least 1, got {args.retrain_seeds}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     for ours in ("e2rnas_vs_darts", "nni_capsnas.strategy.e2rnas"):
         logging.getLogger(ours).setLevel(logging.INFO)
