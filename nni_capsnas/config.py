@@ -104,6 +104,10 @@ class TrainingSection:
     #: Attack the trained network on the held-out split and report ``robust_accuracy``, e.g.
     #: ``{attack = "pgd", epsilon = 0.1, steps = 10}`` (see :class:`trials.attacks.AttackConfig`).
     robustness: Optional[dict] = None
+    #: Adversarial training of every trial, e.g. ``{attack = "fgsm", epsilon = 0.1, random_start = true}``
+    #: ("fast adversarial training"); ``adversarial_weight`` is the adversarial loss's share of each batch.
+    adversarial: Optional[dict] = None
+    adversarial_weight: float = 0.5
 
 
 @dataclass
@@ -292,7 +296,10 @@ def _check_values(config: SearchConfig) -> None:
         if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not 0 < bound < math.inf:
             raise ConfigError(f"strategy.constraints.{_name(key)}: must be a positive finite number, "
                               f"got {_show(bound)}")
-    _check_robustness(config.training.robustness)
+    _check_attack("training.robustness", config.training.robustness, "robustness")
+    _check_attack("training.adversarial", config.training.adversarial, "adversarial")
+    if not 0 < config.training.adversarial_weight <= 1:
+        raise ConfigError(f"training.adversarial_weight: must be in (0, 1], got {config.training.adversarial_weight!r}")
     _check_one_shot(config)
     for key, direction in (config.strategy.objectives or {}).items():
         if direction not in ("max", "min"):
@@ -300,15 +307,16 @@ def _check_values(config: SearchConfig) -> None:
     _check_training_service(config.training_service)
 
 
-def _check_robustness(robustness: Optional[dict]) -> None:
-    if robustness is None:
+def _check_attack(key: str, options: Optional[dict], purpose: str) -> None:
+    """An attack table (``training.robustness`` or ``training.adversarial``) builds an AttackConfig."""
+    if options is None:
         return
     from trials.attacks import AttackConfig
 
     try:
-        AttackConfig.from_mapping(robustness)
+        AttackConfig.from_mapping(options, purpose=purpose)
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"training.robustness: {' '.join(str(error).split())}") from error
+        raise ConfigError(f"{key}: {' '.join(str(error).split())}") from error
 
 
 def _check_one_shot(config: SearchConfig) -> None:

@@ -205,6 +205,9 @@ def _read_identity(path: Path) -> Optional[dict[str, Any]]:
 
 
 def _check_config_unchanged(path: Path, stored: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+    # a key that a later release added is absent from older identities: it held its default then
+    defaults = config_identity(SearchConfig())
+    stored = {**{key: value for key, value in defaults.items() if key not in stored}, **stored}
     changed = sorted(key for key in set(stored) | set(current) if stored.get(key) != current.get(key))
     if changed:
         key = changed[0]

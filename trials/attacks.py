@@ -303,14 +303,14 @@ class AttackConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
     @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> AttackConfig:
-        """Build from a config table, rejecting unknown keys by name."""
+    def from_mapping(cls, options: Mapping[str, Any], purpose: str = "robustness") -> AttackConfig:
+        """Build from a config table, rejecting unknown keys by name (``purpose`` names the table in errors)."""
         if not isinstance(options, Mapping):
-            raise ValueError(f"robustness options must be a mapping, got {type(options).__name__}")
+            raise ValueError(f"{purpose} options must be a mapping, got {type(options).__name__}")
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown robustness option(s) {unknown}; expected some of {sorted(known)}")
+            raise ValueError(f"unknown {purpose} option(s) {unknown}; expected some of {sorted(known)}")
         values = dict(options)
         if values.get("normalization") is not None:
             mean, std = values["normalization"]

@@ -4,7 +4,8 @@
 held-out accuracy after every epoch (intermediate results) and one final dict:
 ``default`` (the accuracy unless configured otherwise), ``accuracy``, ``energy_mj``,
 ``latency_ms``, ``memory_kib``, ``macs``, ``params``, ``host_latency_ms``, ``train_seconds``, and
-``robust_accuracy`` when a ``robustness`` attack is configured.
+``robust_accuracy`` when a ``robustness`` attack is configured. With ``adversarial`` the network
+is trained adversarially (see :class:`trials.training.TrainConfig`).
 A NaN loss, out-of-memory, invalid architecture or timeout raises, so NNI records a *failed*
 trial with the reason in its log; nothing is ever reported as accuracy 0.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import nni
 import torch
@@ -33,7 +34,9 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
                           shift_pixels: int = 0, accelerator: str = "capsacc",
                           time_budget_s: Optional[float] = None, default_metric: str = "accuracy",
                           measure_host: bool = True, seed: int = 0, threads: Optional[int] = None,
-                          robustness: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+                          robustness: Optional[dict[str, Any]] = None,
+                          adversarial: Optional[dict[str, Any]] = None,
+                          adversarial_weight: float = 0.5) -> dict[str, Any]:
     """Train ``model`` and report its accuracy and hardware cost to NNI.
 
     Parameters
@@ -58,6 +61,11 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
         Attack the trained model on the held-out split and add ``robust_accuracy``, e.g.
         ``{"attack": "pgd", "epsilon": 0.1, "steps": 10}`` (keys of
         :class:`trials.attacks.AttackConfig`); ``None`` (default) skips it.
+    adversarial, adversarial_weight
+        Adversarial training: every batch is also attacked with this setting, e.g.
+        ``{"attack": "fgsm", "epsilon": 0.1, "random_start": True}`` (keys of
+        :class:`trials.attacks.AttackConfig`), and that loss makes up ``adversarial_weight`` of the
+        batch's loss; ``None`` (default) trains on clean images only.
 
     Returns
     -------
@@ -69,14 +77,15 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
 
     silence_known_warnings()
     attack = AttackConfig.from_mapping(robustness) if robustness is not None else None
+    config = train_config_from_options(dict(
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, shift_pixels=shift_pixels, seed=seed,
+        adversarial=adversarial, adversarial_weight=adversarial_weight))
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     start = time.monotonic()
     deadline = None if time_budget_s is None else start + time_budget_s
     data = load_dataset(dataset, **(dataset_options or {}))
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                         shift_pixels=shift_pixels, seed=seed)
     try:
         result = train(model, data, config, progress=False, deadline=deadline,
                        on_epoch_end=lambda record: nni.report_intermediate_result(record.val_accuracy))
@@ -95,6 +104,29 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
     return metrics
 
 
+def train_config_from_options(options: Mapping[str, Any], *, epochs: Optional[int] = None) -> TrainConfig:
+    """The :class:`TrainConfig` a trial with these evaluator options trains with.
+
+    Parameters
+    ----------
+    options
+        Keyword arguments of :func:`evaluate_architecture` (missing ones take its defaults).
+    epochs
+        Overrides ``options["epochs"]`` (e.g. for retraining).
+
+    Returns
+    -------
+    TrainConfig
+        Checked training settings; bad values raise ``ValueError`` naming the option.
+    """
+    adversarial = options.get("adversarial")
+    attack = AttackConfig.from_mapping(adversarial, purpose="adversarial") if adversarial is not None else None
+    return TrainConfig(epochs=epochs if epochs is not None else options.get("epochs", 2),
+                       batch_size=options.get("batch_size", 64), learning_rate=options.get("learning_rate", 1e-3),
+                       shift_pixels=options.get("shift_pixels", 0), seed=options.get("seed", 0),
+                       adversarial=attack, adversarial_weight=options.get("adversarial_weight", 0.5))
+
+
 def hardware_aware_evaluator(**options: Any) -> FunctionalEvaluator:
     """An NNI evaluator running :func:`evaluate_architecture` with ``options``.
 
@@ -103,8 +135,7 @@ def hardware_aware_evaluator(**options: Any) -> FunctionalEvaluator:
     dataset = options.get("dataset", "digits")
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(sorted(DATASETS))}, got {dataset!r}")
-    TrainConfig(epochs=options.get("epochs", 2), batch_size=options.get("batch_size", 64),
-                learning_rate=options.get("learning_rate", 1e-3), shift_pixels=options.get("shift_pixels", 0))
+    train_config_from_options(options)
     if options.get("robustness") is not None:
         AttackConfig.from_mapping(options["robustness"])
     return FunctionalEvaluator(evaluate_architecture, **options)

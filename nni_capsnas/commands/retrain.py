@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from nni_capsnas.report import pareto_table
     from nni_capsnas.strategy.objectives import DEFAULT_OBJECTIVES, Objectives
     from trials.datasets import load_dataset
-    from trials.training import TrainConfig, train
+    from trials.evaluator import train_config_from_options
+    from trials.training import train
 
     if args.top_k < 1 or args.epochs < 1:
         raise ValueError(f"--top-k and --epochs must be >= 1, got {args.top_k} and {args.epochs}")
@@ -50,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for trial_id in front["trial_id"]:
         model, options = load_trial_model(folder, trial_id)
         data = load_dataset(options.get("dataset", "digits"), **(options.get("dataset_options") or {}))
-        config = TrainConfig(epochs=args.epochs, batch_size=options.get("batch_size", 64),
-                             learning_rate=options.get("learning_rate", 1e-3),
-                             shift_pixels=options.get("shift_pixels", 0), seed=options.get("seed", 0))
+        config = train_config_from_options(options, epochs=args.epochs)  # adversarial training included
         _logger.info("retraining trial %s for %d epochs", trial_id, args.epochs)
         result = train(model, data, config, progress=not args.no_progress)
         cost = network_cost(model, data.input_shape, accelerator=options.get("accelerator", "capsacc"))

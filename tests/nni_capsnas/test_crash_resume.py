@@ -435,6 +435,25 @@ def test_a_larger_budget_is_a_change_a_resume_accepts(copy: Path) -> None:
     assert check_resumable(copy).config.experiment.max_trials == 2 * MAX_TRIALS
 
 
+def test_a_search_from_before_a_config_key_existed_still_resumes(copy: Path) -> None:
+    """Identities written before ``training.adversarial*`` existed lack those keys: their defaults held."""
+    from nni_capsnas.resume_guard import ResumeError, check_resumable
+
+    identity_path, config_path = copy / "nni-capsnas-space.json", copy / "nni-capsnas-config.json"
+    identity = json.loads(identity_path.read_text(encoding="utf-8"))
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for key in ("adversarial", "adversarial_weight"):
+        del identity["config"][f"training.{key}"], config["training"][key]
+    identity_path.write_text(json.dumps(identity), encoding="utf-8")
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    assert check_resumable(copy).config.training.adversarial_weight == 0.5
+
+    config["training"]["adversarial_weight"] = 0.3
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ResumeError, match="training.adversarial_weight changed since the search started"):
+        check_resumable(copy)
+
+
 def test_refused_for_an_unknown_experiment(copy: Path, capsys: pytest.CaptureFixture) -> None:
     status = main(["resume", "nosuchid", "--workdir", str(copy.parent)])
     lines = capsys.readouterr().err.strip().splitlines()

@@ -2,7 +2,8 @@
 
 A real run on digits: E2RNAS trains the capsule cell supernet in the driver, derives an
 architecture, and NNI's local training service trains that architecture as a trial with the
-hardware-aware evaluator and a PGD robustness check; report and retrain read it like NSGA2's.
+hardware-aware evaluator (adversarially trained) and a PGD robustness check; report and retrain read it
+like NSGA2's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 
 from nni_capsnas.config import ConfigError, parse_config
-from nni_capsnas.experiment_store import locate_experiment, read_trials
+from nni_capsnas.experiment_store import load_trial_model, locate_experiment, read_trials
 from nni_capsnas.oneshot_search import build_e2rnas
 from nni_capsnas.search_runner import run_search
 
@@ -25,13 +26,17 @@ SMALL_CELL_SPACE = {"stem_channels": 8, "feature_ops": ["conv3x3", "dil_conv3x3"
                     "routing_iterations": [1, 2]}
 
 
+ADVERSARIAL_TRAINING = {"attack": "fgsm", "epsilon": 0.1, "random_start": True}
+
+
 def _config(workdir: Path, port: int, **strategy: object) -> dict:
     return {
         "experiment": {"port": port, "workdir": str(workdir)},
         "dataset": {"name": "digits"},
         "space": {"name": "capsule-cell", "options": SMALL_CELL_SPACE},
         "training": {"epochs": 1, "learning_rate": 3e-3,
-                     "robustness": {"attack": "pgd", "epsilon": 0.1, "steps": 3, "samples": 64}},
+                     "robustness": {"attack": "pgd", "epsilon": 0.1, "steps": 3, "samples": 64},
+                     "adversarial": ADVERSARIAL_TRAINING, "adversarial_weight": 0.3},
         "strategy": {"name": "e2rnas", "constraints": {"energy_mj": 0.004},
                      "objectives": {"accuracy": "max", "robust_accuracy": "max", "energy_mj": "min"},
                      "options": {"arc_learning_rate": 3e-2, "upper_loss": "cross_entropy",
@@ -67,6 +72,8 @@ def test_e2rnas_search_trains_its_derived_architecture_as_an_nni_trial(tmp_path:
     assert 0 <= trial["robust_accuracy"] <= trial["accuracy"] <= 1
     assert trial["energy_mj"] > 0 and trial["params"] > 0
     assert (outcome.report_dir / "pareto_front.csv").is_file()
+    _, options = load_trial_model(locate_experiment(outcome.experiment_id, tmp_path), trial["trial_id"])
+    assert (options["adversarial"], options["adversarial_weight"]) == (ADVERSARIAL_TRAINING, 0.3)
 
     retrain = subprocess.run([sys.executable, "-m", "nni_capsnas", "retrain", outcome.experiment_id, "--workdir",
                               str(tmp_path), "--top-k", "1", "--epochs", "1", "--no-progress"],
@@ -85,6 +92,10 @@ def test_e2rnas_search_trains_its_derived_architecture_as_an_nni_trial(tmp_path:
     ({"space": {"name": "darts-cell"}, "strategy": {"name": "nsga2"}}, "searched one-shot only"),
     ({"training": {"robustness": {"attack": "pgd", "epsilon": 2.0}}}, "training.robustness"),
     ({"training": {"robustness": {"atack": "pgd"}}}, "training.robustness: unknown robustness option"),
+    ({"training": {"adversarial": {"attack": "fgsm", "eps": 0.1}}},
+     "training.adversarial: unknown adversarial option\\(s\\) \\['eps'\\]"),
+    ({"training": {"adversarial": {"attack": "fgsm", "epsilon": 1.5}}}, "training.adversarial: epsilon"),
+    ({"training": {"adversarial_weight": 0.0}}, "training.adversarial_weight: must be in \\(0, 1\\], got 0.0"),
 ])
 def test_configuration_errors_name_the_key(change: dict, message: str) -> None:
     raw = {"dataset": {"name": "digits"}, "space": {"name": "capsule-cell"}, "strategy": {"name": "e2rnas"}}

@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 from search_spaces.capsule_cell_space import CapsuleCellSpace
 from trials.attacks import AttackConfig, attack_loss, fgsm, pgd, robust_accuracy
 from trials.datasets import load_dataset
-from trials.evaluator import evaluate_architecture, hardware_aware_evaluator
+from trials.evaluator import evaluate_architecture, hardware_aware_evaluator, train_config_from_options
 from trials.training import TrainConfig, train
 
 MEAN, STD = (0.3,), (0.25,)
@@ -234,9 +234,33 @@ def test_evaluator_reports_robust_accuracy_when_asked() -> None:
     assert "robust_accuracy" not in evaluate_architecture(_cnn(), dataset="digits", epochs=1, measure_host=False)
 
 
+def test_evaluator_trains_adversarially_when_asked() -> None:
+    # measured for seeds 0 / 1 / 2: PGD accuracy 0.63 / 0.67 / 0.60 clean, 0.70 / 0.73 / 0.71 hardened
+    robustness = {"attack": "pgd", "epsilon": 0.1, "steps": 5, "samples": 300}
+    common = dict(dataset="digits", epochs=3, measure_host=False, learning_rate=3e-3, robustness=robustness)
+    torch.manual_seed(0)
+    clean = evaluate_architecture(_cnn(), **common)
+    torch.manual_seed(0)
+    hardened = evaluate_architecture(_cnn(), adversarial={"attack": "fgsm", "epsilon": 0.15, "random_start": True},
+                                     adversarial_weight=0.5, **common)
+    assert hardened["robust_accuracy"] > clean["robust_accuracy"] + 0.04, (clean, hardened)
+
+
+def test_train_config_from_options_is_what_trials_and_retraining_train_with() -> None:
+    config = train_config_from_options({"epochs": 3, "learning_rate": 2e-3, "adversarial_weight": 0.25,
+                                        "adversarial": {"attack": "pgd", "epsilon": 0.05, "steps": 2}}, epochs=7)
+    assert (config.epochs, config.learning_rate, config.adversarial_weight) == (7, 2e-3, 0.25)
+    assert config.adversarial == AttackConfig(attack="pgd", epsilon=0.05, steps=2)
+    assert train_config_from_options({}).adversarial is None
+
+
 def test_evaluator_options_are_checked_before_any_trial() -> None:
     with pytest.raises(ValueError, match="epsilon must be a number in \\[0, 1\\]"):
         hardware_aware_evaluator(robustness={"attack": "pgd", "epsilon": 2.0})
     with pytest.raises(ValueError, match="attack must be one of"):
         hardware_aware_evaluator(robustness={"attack": "deepfool"})
     assert hardware_aware_evaluator(robustness={"attack": "pgd", "epsilon": 0.1, "steps": 5}) is not None
+    with pytest.raises(ValueError, match="unknown adversarial option\\(s\\) \\['eps'\\]"):
+        hardware_aware_evaluator(adversarial={"attack": "fgsm", "eps": 0.1})
+    with pytest.raises(ValueError, match="adversarial_weight must be in \\(0, 1\\]"):
+        hardware_aware_evaluator(adversarial={"attack": "fgsm", "epsilon": 0.1}, adversarial_weight=1.5)
