@@ -54,7 +54,7 @@ def main() -> None:
 
     def report(record: EpochRecord) -> None:
         print_now(f"| {record.epoch} | {record.val_accuracy:.2%} | {record.seconds:.0f} s | "
-              f"{time.perf_counter() - start:.0f} s |", flush=True)
+              f"{time.perf_counter() - start:.0f} s |")
         if record.val_accuracy >= args.target:
             raise TargetReached
 

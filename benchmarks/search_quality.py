@@ -218,7 +218,7 @@ def load_table(rebuild: bool) -> tuple[Table, float, bool]:
         if rebuild:
             path.with_suffix(".csv.partial").unlink(missing_ok=True)
         print_now(f"Building the table ({space_size()} architectures, {DATASET}, {TRAINING['epochs']} epochs, "
-              f"{ACCELERATOR}) -> {path}", flush=True)
+              f"{ACCELERATOR}) -> {path}")
         build_table(path, meta_path)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return Table(pd.read_csv(path)), float(meta.get("build_seconds", math.nan)), cached
