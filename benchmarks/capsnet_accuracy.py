@@ -43,8 +43,8 @@ def main() -> None:
     data = load_dataset("mnist-t10k", root=str(args.data_root), train_size=8000, seed=args.seed)
     model = capsnet(data.input_shape, data.num_classes)
     print_now(f"CapsNet ({sum(p.numel() for p in model.parameters()):,} parameters) on mnist-t10k: "
-          f"{len(data.train)} training / {len(data.val)} held-out images, batch {args.batch_size}, "
-          f"{args.threads} threads, shift 2 px, target {args.target:.1%}")
+              f"{len(data.train)} training / {len(data.val)} held-out images, batch {args.batch_size}, "
+              f"{args.threads} threads, shift 2 px, target {args.target:.1%}")
     print_now("| epoch | held-out accuracy | epoch time | elapsed |")
     print_now("|---|---|---|---|")
     start = time.perf_counter()
@@ -54,7 +54,7 @@ def main() -> None:
 
     def report(record: EpochRecord) -> None:
         print_now(f"| {record.epoch} | {record.val_accuracy:.2%} | {record.seconds:.0f} s | "
-              f"{time.perf_counter() - start:.0f} s |")
+                  f"{time.perf_counter() - start:.0f} s |")
         if record.val_accuracy >= args.target:
             raise TargetReached
 

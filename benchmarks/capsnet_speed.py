@@ -175,10 +175,10 @@ def main() -> None:
                      "peak RSS MiB": best["peak_rss_mib"]})
     table = pd.DataFrame(rows).set_index("configuration").T
     print_now(f"Sabour CapsNet (8.2 M parameters, decoder included), batch {args.batch}, {args.threads} threads, "
-          f"best of {args.rounds} interleaved rounds (each a median of {args.steps} steps after warm-up)")
+              f"best of {args.rounds} interleaved rounds (each a median of {args.steps} steps after warm-up)")
     print_now(table.to_string(float_format=lambda v: f"{v:,.1f}"))
     print_now(f"run GEMM: median {run_gemm:.1f} GFLOP/s over all {sum(map(len, results.values()))} worker processes "
-          "(own GEMM: the same process as the step)")
+              "(own GEMM: the same process as the step)")
     print_now(f"load average: {os.getloadavg()[0]:.2f} (benchmark on an idle machine)")
 
 

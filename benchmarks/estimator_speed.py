@@ -70,7 +70,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print_now(f"medians over {args.runs} runs (exports: {args.export_runs}), torch threads {torch.get_num_threads()}, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}")
+              f"{os.cpu_count()} CPUs, load average {load:.1f}")
     print_now(table.to_string(index=False, float_format=lambda value: f"{value:.2f}"))
 
 

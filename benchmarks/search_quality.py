@@ -218,7 +218,7 @@ def load_table(rebuild: bool) -> tuple[Table, float, bool]:
         if rebuild:
             path.with_suffix(".csv.partial").unlink(missing_ok=True)
         print_now(f"Building the table ({space_size()} architectures, {DATASET}, {TRAINING['epochs']} epochs, "
-              f"{ACCELERATOR}) -> {path}")
+                  f"{ACCELERATOR}) -> {path}")
         build_table(path, meta_path)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return Table(pd.read_csv(path)), float(meta.get("build_seconds", math.nan)), cached
@@ -336,18 +336,18 @@ def report(frame: pd.DataFrame, args: argparse.Namespace, build_seconds: float, 
     distinct_graphs = len({cost_key(_typed(r)) for r in _TABLE.frame.to_dict("records")})
     print_now()
     print_now(f"Space: {space_size()} architectures ({distinct_graphs} distinct inference graphs; labels "
-          + ", ".join(f"{k}={list(v)}" for k, v in CANDIDATES.items()) + ")")
+              + ", ".join(f"{k}={list(v)}" for k, v in CANDIDATES.items()) + ")")
     print_now(f"Objectives: {OBJECTIVES}; accuracy after {TRAINING['epochs']} epochs on {DATASET} (seed "
-          f"{TRAINING['seed']}), hardware from the {ACCELERATOR} estimator")
+              f"{TRAINING['seed']}), hardware from the {ACCELERATOR} estimator")
     print_now(f"True Pareto front: {len(_TABLE.front)} architectures; hypervolume {_TABLE.front_hv:.4f} "
-          f"(objectives normalised to [0, 1] by the table's ideal and nadir, reference point {REFERENCE})")
+              f"(objectives normalised to [0, 1] by the table's ideal and nadir, reference point {REFERENCE})")
     print_now(f"Table {digest}: " + (f"loaded from cache in {load_seconds:.1f} s (built in {build_seconds:.0f} s)"
                                  if cached else f"built in {build_seconds:.0f} s") + f" -> {path}")
     print_now("Run time per strategy (all budgets and seeds): "
-          + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run_seconds.items()))
+              + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run_seconds.items()))
     print_now(f"Settings: NSGA2 {NSGA2_SETTINGS}; RegularizedEvolution {EVOLUTION_SETTINGS}, default = "
-          f"accuracy_n - {' - '.join(f'{w:.3g}*{n}_n' for n, w in SCALARISATION_WEIGHTS.items())}; "
-          "Random dedup=True")
+              f"accuracy_n - {' - '.join(f'{w:.3g}*{n}_n' for n, w in SCALARISATION_WEIGHTS.items())}; "
+              "Random dedup=True")
     short = frame[frame.evaluated < frame.budget]
     if len(short):
         print_now(f"Note: {len(short)} runs evaluated fewer architectures than their budget:")
@@ -360,7 +360,7 @@ def report(frame: pd.DataFrame, args: argparse.Namespace, build_seconds: float, 
     table.index.name = "strategy \\ evaluations"
     print_now()
     print_now(f"Hypervolume as a fraction of the true front's (mean ± std over {args.seeds} seeds, "
-          f"{args.seed_offset}-{args.seed_offset + args.seeds - 1})")
+              f"{args.seed_offset}-{args.seed_offset + args.seeds - 1})")
     print_now(markdown(table))
     best_baseline = summary["mean"].unstack().loc[list(STRATEGIES[1:])].max()
     lead = summary["mean"].unstack().loc["NSGA2"] - best_baseline
@@ -378,8 +378,8 @@ def report(frame: pd.DataFrame, args: argparse.Namespace, build_seconds: float, 
              for budget in args.budgets}
     print_now()
     print_now(f"NSGA2 at {target_budget} evaluations: {means[('NSGA2', target_budget)]:.3f} "
-          f"({'>=' if reaches else '<'} {TARGET_FRACTION:.2f})"
-          + ("" if target_budget == TARGET_BUDGET else f" [target is defined at {TARGET_BUDGET}]"))
+              f"({'>=' if reaches else '<'} {TARGET_FRACTION:.2f})"
+              + ("" if target_budget == TARGET_BUDGET else f" [target is defined at {TARGET_BUDGET}]"))
     print_now("NSGA2 leads both baselines at " + ", ".join(f"{b}: {'yes' if ok else 'no'}" for b, ok in leads.items()))
     met = bool(reaches and all(leads.values()) and target_budget == TARGET_BUDGET)
     print_now(f"TARGET {'MET' if met else 'MISSED'}")
