@@ -25,9 +25,10 @@ former 768 + 768 images, 24 steps, the probabilities stayed close to uniform, DA
 operation at 0.25 of six, so argmax read noise). The probability of every exported value is
 printed. ``--retrain-adversarial EPS`` retrains both architectures with FGSM-RS adversarial
 training (``trials.training.TrainConfig.adversarial``) instead of clean training.
-``--weight-adversarial`` (default 0) mixes FGSM loss into E2RNAS' weight step only:
-E2RNAS' supernet then sees adversarial images and DARTS' does not (the retraining of both
-architectures stays identical and clean).
+``--search-attack pgd [--search-steps 3]`` replaces the FGSM of E2RNAS' adversarial objective by
+PGD with random start. ``--weight-adversarial`` (default 0) mixes adversarial loss into E2RNAS'
+weight step only: E2RNAS' supernet then sees adversarial images and DARTS' does not (the
+retraining of both architectures stays identical).
 
 Run: ``.venv/bin/python benchmarks/e2rnas_vs_darts.py [--data-root DIR] [--search-train 3000]
 [--search-epochs 2] [--retrain-epochs 2] [--eval-samples 1000] [--seed 0] [--output result.json]``
@@ -68,7 +69,7 @@ from nni_capsnas.strategy.e2rnas import E2RNAS  # noqa: E402
 from nni_capsnas.strategy.expected_cost import ExpectedParams  # noqa: E402
 from search_spaces.capsule_cell_space import CapsuleCellSpace  # noqa: E402
 from search_spaces.darts_cell_space import DartsCellSpace  # noqa: E402
-from trials.attacks import AttackConfig, fgsm, robust_accuracy  # noqa: E402
+from trials.attacks import AttackConfig, fgsm, pgd, robust_accuracy  # noqa: E402
 from trials.datasets import DatasetSplits, load_dataset  # noqa: E402
 from trials.lightning import CapsuleClassificationModule  # noqa: E402
 from trials.training import TrainConfig, evaluate, train  # noqa: E402
@@ -167,7 +168,8 @@ def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_tar
     if name == "darts":
         strategy: DARTS = DARTS(**common)
     else:
-        adversary = functools.partial(fgsm, epsilon=args.search_epsilon, random_start=True,
+        attack = (functools.partial(pgd, steps=args.search_steps) if args.search_attack == "pgd" else fgsm)
+        adversary = functools.partial(attack, epsilon=args.search_epsilon, random_start=True,
                                       generator=torch.Generator().manual_seed(args.seed))
         strategy = E2RNAS(adversary=adversary,
                           resources=[{"metric": "params", "target": params_target, "mode": "abs"}],
@@ -261,8 +263,11 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
              f"search {args.search_epochs} epochs x {-(-args.search_train // args.batch_size)} steps; "
              f"s/epoch: wall-clock median of the search's epochs; CPU s/ep: median process CPU time of "
              f"{args.timing_repeats} alternated 1-thread 1-epoch searches on {args.timing_images} images"
-             + (f"; E2RNAS' weight step mixes in {args.weight_adversarial} FGSM loss (its supernet sees adversarial "
-                f"images, DARTS' does not; retraining is identical and clean)" if args.weight_adversarial > 0 else "")
+             + (f"; E2RNAS' adversarial objective: PGD-{args.search_steps} at {args.search_epsilon}"
+                if args.search_attack == "pgd" else "")
+             + (f"; E2RNAS' weight step mixes in {args.weight_adversarial} adversarial loss (its supernet sees "
+                f"adversarial images, DARTS' does not; retraining is identical for both)"
+                if args.weight_adversarial > 0 else "")
              + (f"; both retrained adversarially (FGSM-RS at {args.retrain_adversarial}, half the loss)"
                 if args.retrain_adversarial > 0 else ""),
              header]
@@ -329,7 +334,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--arc-learning-rate", type=float, default=3e-2)
-    parser.add_argument("--search-epsilon", type=float, default=0.1, help="FGSM epsilon of E2RNAS' objective")
+    parser.add_argument("--search-epsilon", type=float, default=0.1, help="attack epsilon of E2RNAS' objective")
+    parser.add_argument("--search-attack", choices=("fgsm", "pgd"), default="fgsm",
+                        help="attack of E2RNAS' adversarial objective (random start; pgd: --search-steps steps)")
+    parser.add_argument("--search-steps", type=int, default=3, help="PGD steps with --search-attack pgd")
     parser.add_argument("--params-target", type=float, default=None)
     parser.add_argument("--params-ratio", type=float, default=0.5,
                         help="params target as a fraction of the untrained supernet's expected size")
