@@ -11,6 +11,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from nni_capsnas.commands import print_now
+
 _logger = logging.getLogger(__name__)
 
 
@@ -46,22 +48,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nni_capsnas.commands import retrain
     from nni_capsnas.config import parse_config
-    from nni_capsnas.commands import print_now
     from nni_capsnas.search_runner import run_search
 
     config = parse_config(demo_config(args.workdir, args.port, args.max_trials))
-    print(f"1/2  NSGA-II search: {args.max_trials} trials of NASCaps' CapsNet-style space on digits, 2 at a time "
-          "(one progress line per generation)", flush=True)
+    print_now(f"1/2  NSGA-II search: {args.max_trials} trials of NASCaps' CapsNet-style space on digits, 2 at a time "
+              "(one progress line per generation)")
     outcome = run_search(config, announce=print_now)
-    print(outcome.summary(), flush=True)
+    print_now(outcome.summary())
     if not outcome.succeeded or outcome.report_dir is None:
         return 1
-    print((outcome.report_dir / "summary.md").read_text(encoding="utf-8"), flush=True)
+    print_now((outcome.report_dir / "summary.md").read_text(encoding="utf-8"))
     if args.retrain_top > 0:
-        print(f"2/2  retraining the {args.retrain_top} most accurate front members for "
-              f"{args.retrain_epochs} epochs", flush=True)
+        print_now(f"2/2  retraining the {args.retrain_top} most accurate front members for "
+                  f"{args.retrain_epochs} epochs")
         retrain.run(argparse.Namespace(experiment=outcome.experiment_id, workdir=str(outcome.folder.parent),
                                        top_k=args.retrain_top, epochs=args.retrain_epochs, objectives=None,
                                        output=None, no_progress=True))
-    print(f"done. Browse it again with:  nni-capsnas view {outcome.experiment_id} --workdir {outcome.folder.parent}")
+    print_now(f"done. Browse it again with:  nni-capsnas view {outcome.experiment_id} "
+              f"--workdir {outcome.folder.parent}")
     return 0

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
+from nni_capsnas.commands import print_now
+
+
 _logger = logging.getLogger(__name__)
 
 #: Per-layer table columns printed by ``--per-layer`` (those present).
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         result = estimate(args.model, args.accelerator, strict=args.strict, measure_host=args.measure_host)
         subject = args.model
     if args.json:
-        print(result.to_json(per_layer=args.per_layer))
+        print_now(result.to_json(per_layer=args.per_layer))
         return 0
     lines = [
         f"{subject} on {result.accelerator} (modelled, {result.source} front end)",
@@ -60,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
                      f"median of {result.host_latency_runs} runs)")
     if result.unknown_ops:
         lines.append(f"  costed as element-wise (no parser): {', '.join(result.unknown_ops)}")
-    print("\n".join(lines))
+    print_now("\n".join(lines))
     if args.per_layer:
         columns = [column for column in TABLE_COLUMNS if column in result.layers.columns]
         with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 200):
-            print(result.layers[columns].to_string(index=False))
+            print_now(result.layers[columns].to_string(index=False))
     return 0

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from nni_capsnas.commands import print_now
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
 
     folder = locate_experiment(args.experiment, args.workdir)
     report = write_report(folder, args.output or folder.path / "report", objectives=args.objectives)
-    print(report.summary.read_text(encoding="utf-8"))
-    print(f"written: {report.trials_csv}, {report.front_csv}, {', '.join(str(p) for p in report.plots)}")
+    print_now(report.summary.read_text(encoding="utf-8"))
+    print_now(f"written: {report.trials_csv}, {report.front_csv}, {', '.join(str(p) for p in report.plots)}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nni_capsnas.commands import print_now
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,10 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nni_capsnas.commands import print_now
     from nni_capsnas.search_runner import resume_search
 
     outcome = resume_search(args.experiment, workdir=args.workdir, port=args.port,
                             report_dir=args.report_dir, announce=print_now)
-    print(outcome.summary())
+    print_now(outcome.summary())
     return 0 if outcome.succeeded else 1

@@ -7,6 +7,9 @@ import json
 import logging
 from pathlib import Path
 
+from nni_capsnas.commands import print_now
+
+
 _logger = logging.getLogger(__name__)
 
 
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         search_accuracy = front.loc[front["trial_id"] == trial_id, "accuracy"].iloc[0]
         rows.append({"trial_id": trial_id, "search_accuracy": search_accuracy,
                      "retrained_accuracy": result.final_accuracy, "epochs": args.epochs, **cost})
-        print(f"{trial_id}: accuracy {search_accuracy:.4f} -> {result.final_accuracy:.4f} after {args.epochs} epochs")
+        print_now(f"{trial_id}: accuracy {search_accuracy:.4f} -> {result.final_accuracy:.4f} "
+                  f"after {args.epochs} epochs")
     pd.DataFrame(rows).to_csv(output, index=False)
-    print(f"written: {output}")
+    print_now(f"written: {output}")
     return 0

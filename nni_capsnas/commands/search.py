@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from nni_capsnas.commands import print_now
+
 _logger = logging.getLogger(__name__)
 
 
@@ -24,7 +26,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nni_capsnas.config import load_config
-    from nni_capsnas.commands import print_now
     from nni_capsnas.search_runner import run_search
 
     config = load_config(args.config)
@@ -33,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     if args.workdir is not None:
         config.experiment.workdir = args.workdir
     outcome = run_search(config, report_dir=args.report_dir, announce=print_now)
-    print(outcome.summary())
+    print_now(outcome.summary())
     return 0 if outcome.succeeded else 1

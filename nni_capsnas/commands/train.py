@@ -7,6 +7,9 @@ import json
 import logging
 from pathlib import Path
 
+from nni_capsnas.commands import print_now
+
+
 _logger = logging.getLogger(__name__)
 
 NETWORKS = ("capsnet", "deepcaps")
@@ -73,10 +76,10 @@ def run(args: argparse.Namespace) -> int:
                  sum(p.numel() for p in model.parameters()), len(data.train), len(data.val))
     result = train(model, data, config, progress=not args.no_progress)
     for record in result.history:
-        print(f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  held-out accuracy "
-              f"{record.val_accuracy:.4f}  ({record.seconds:.1f} s)")
+        print_now(f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  held-out accuracy "
+                  f"{record.val_accuracy:.4f}  ({record.seconds:.1f} s)")
     if args.json:
-        print(json.dumps([vars(r) for r in result.history]))
+        print_now(json.dumps([vars(r) for r in result.history]))
     if args.save is not None:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), args.save)

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from nni_capsnas.commands import print_now
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("view", help="open a finished experiment in NNI's web UI",
@@ -60,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
             with bind_webui(args.host):
                 experiment.view(port=args.port, non_blocking=True)
             shown = "127.0.0.1" if args.host in ("", "0.0.0.0", "::") else args.host
-            print(f"web UI: http://{shown}:{args.port}  (experiment {folder.experiment_id}; Ctrl-C to stop)",
-                  flush=True)
+            print_now(f"web UI: http://{shown}:{args.port}  (experiment {folder.experiment_id}; Ctrl-C to stop)")
             _serve(args.seconds, stop_requested)
         except KeyboardInterrupt:
             pass
