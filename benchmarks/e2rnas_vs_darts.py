@@ -9,10 +9,11 @@ has three objectives: the clean loss (cross-entropy on the capsule lengths by de
 ``--upper-loss``), the same loss on FGSM (random start) images, and the expected parameter
 count pulled towards ``--params-target`` (``abs`` mode); DARTS has its training loss.
 Each derived architecture is then retrained from scratch with the same settings, once per
-retraining seed (``--retrain-seeds``, 5 by default: a 2-epoch retraining's PGD accuracy varies
-by up to 10 points between seeds), and evaluated: clean accuracy, FGSM and PGD accuracy
-(L-infinity, epsilon in pixel units, stated in the table; means over the retrainings), parameters, energy on the ``capsacc`` accelerator model, and the search time per
-epoch (a Lightning callback times each epoch; one-time set-up is reported apart). On a shared
+retraining seed (``--retrain-seeds``, 5 by default: after a clean 2-epoch retraining the PGD
+accuracy of one architecture varied by up to 35 points between seeds), and evaluated: clean
+accuracy, FGSM and PGD accuracy (L-infinity, epsilon in pixel units, stated in the table; means
+over the retrainings), parameters, energy on the ``capsacc`` accelerator model, and the search
+time per epoch (a Lightning callback times each epoch; one-time set-up is reported apart). On a shared
 machine the two searches run under different loads, so the epoch-time ratio is taken from
 extra one-epoch searches of both strategies, alternated, by process CPU time on one thread
 (``--timing-repeats``).
@@ -220,10 +221,10 @@ def _interleaved_epoch_seconds(data: DatasetSplits, args: argparse.Namespace,
 
 def _retrain_and_evaluate(result: Result, data: DatasetSplits, args: argparse.Namespace) -> None:
     """Retrain the architecture once per retraining seed; accuracies are the means over seeds."""
+    evaluation = Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
     for offset in range(args.retrain_seeds):
         seed = args.seed + offset
         model = _retrain_once(result, data, args, seed)
-        evaluation = Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
         result.retrain_seeds.append(seed)
         result.clean_runs.append(evaluate(model, evaluation))
         result.fgsm_runs.append(robust_accuracy(model, evaluation, attack="fgsm", epsilon=args.epsilon, seed=seed))
