@@ -5,9 +5,11 @@ or NNI's DARTS cell space with ``--space darts``) as real ``NasExperiment`` runs
 sequential engine, with the same evaluator, epochs, batches and architecture learning rate.
 The weight step trains on one part of the training split, the architecture step reads another
 part of it; the held-out split is touched only by the final evaluation. E2RNAS' upper level
-has three objectives: the clean loss (cross-entropy on the capsule lengths by default, see
-``--upper-loss``), the same loss on FGSM (random start) images, and the expected parameter
-count pulled towards ``--params-target`` (``abs`` mode); DARTS has its training loss.
+has four objectives: the clean loss (cross-entropy on the capsule lengths by default, see
+``--upper-loss``), the same loss on FGSM (random start) images, the expected parameter
+count pulled towards ``--params-target`` (``abs`` mode) and the expected latency on the
+``capsacc`` accelerator model, smaller being better (``--hardware-metric``, ``none`` mode: its
+target is only the unit); DARTS has its training loss.
 Each derived architecture is then retrained from scratch with the same settings, once per
 retraining seed (``--retrain-seeds``, 5 by default: after a clean 2-epoch retraining the PGD
 accuracy of one architecture varied by up to 35 points between seeds), and evaluated: clean
@@ -67,7 +69,7 @@ from nni.nas.strategy import DARTS  # noqa: E402
 
 from nni_capsnas.hardware_cost import network_cost  # noqa: E402
 from nni_capsnas.strategy.e2rnas import E2RNAS  # noqa: E402
-from nni_capsnas.strategy.expected_cost import ExpectedParams  # noqa: E402
+from nni_capsnas.strategy.expected_cost import ExpectedParams, HardwareCostTable  # noqa: E402
 from search_spaces.capsule_cell_space import CapsuleCellSpace  # noqa: E402
 from search_spaces.darts_cell_space import DartsCellSpace  # noqa: E402
 from trials.attacks import AttackConfig, fgsm, pgd, robust_accuracy  # noqa: E402
@@ -157,6 +159,14 @@ def _params_target(args: argparse.Namespace) -> float:
     return args.params_ratio * ExpectedParams(supernet)().item()
 
 
+def _uniform_hardware_cost(args: argparse.Namespace) -> float:
+    """Expected ``--hardware-metric`` of the untrained supernet (every label uniform), first order."""
+    table = HardwareCostTable.estimate(_space(args), input_shape=(1, 28, 28))
+    base = table.base[args.hardware_metric]
+    return base + sum(statistics.mean(v[args.hardware_metric] - base for v in variants)
+                      for variants in table.variants.values())
+
+
 def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_target: float) -> Result:
     torch.manual_seed(args.seed)
     images, labels = data.train.tensors  # type: ignore[attr-defined]
@@ -172,8 +182,11 @@ def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_tar
         attack = (functools.partial(pgd, steps=args.search_steps) if args.search_attack == "pgd" else fgsm)
         adversary = functools.partial(attack, epsilon=args.search_epsilon, random_start=True,
                                       generator=torch.Generator().manual_seed(args.seed))
-        strategy = E2RNAS(adversary=adversary,
-                          resources=[{"metric": "params", "target": params_target, "mode": "abs"}],
+        resources = [{"metric": "params", "target": params_target, "mode": "abs"}]
+        if args.hardware_metric:
+            resources.append({"metric": args.hardware_metric, "target": args.hardware_target,
+                              "mode": args.hardware_mode})
+        strategy = E2RNAS(adversary=adversary, resources=resources,
                           gradient_normalization=args.normalization, upper_loss=args.upper_loss,
                           combine=args.combine, weight_adversarial=args.weight_adversarial, **common)
     experiment = NasExperiment(_space(args), _evaluator(search_train, search_val, args, timer), strategy)
@@ -264,6 +277,8 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
              f"search {args.search_epochs} epochs x {-(-args.search_train // args.batch_size)} steps; "
              f"s/epoch: wall-clock median of the search's epochs; CPU s/ep: median process CPU time of "
              f"{args.timing_repeats} alternated 1-thread 1-epoch searches on {args.timing_images} images"
+             + (f"; E2RNAS' resource objectives: params (abs) and {args.hardware_metric} ({args.hardware_mode})"
+                if args.hardware_metric else "; E2RNAS' resource objective: params (abs)")
              + (f"; E2RNAS' adversarial objective: PGD-{args.search_steps} at {args.search_epsilon}"
                 if args.search_attack == "pgd" else "")
              + (f"; E2RNAS' weight step mixes in {args.weight_adversarial} adversarial loss (its supernet sees "
@@ -342,6 +357,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--params-target", type=float, default=None)
     parser.add_argument("--params-ratio", type=float, default=0.5,
                         help="params target as a fraction of the untrained supernet's expected size")
+    parser.add_argument("--hardware-metric", default="latency_ms",
+                        choices=("latency_ms", "energy_mj", "memory_kib", "none"),
+                        help="E2RNAS' fourth objective: this expected hardware cost on capsacc (none: params only)")
+    parser.add_argument("--hardware-ratio", type=float, default=1.0,
+                        help="hardware target as a fraction of the untrained supernet's expected cost")
+    parser.add_argument("--hardware-mode", default="none", choices=("abs", "max", "none"),
+                        help="constraint mode of the hardware objective (none: smaller is better)")
     parser.add_argument("--normalization", default="l2", choices=("l2", "loss", "loss+", "none"))
     parser.add_argument("--combine", default="raw", choices=("raw", "normalized"),
                         help="gradients E2RNAS' MGDA weights combine")
@@ -365,6 +387,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--timing-repeats", type=int, default=3,
                         help="alternated 1-epoch searches per strategy for the epoch-time ratio (0: off)")
     parser.add_argument("--timing-images", type=int, default=640, help="images per timed epoch")
+    parser.add_argument("--strategies", nargs="+", choices=("darts", "e2rnas"), default=["darts", "e2rnas"],
+                        help="run only these (the verdict and the epoch-time ratio need both)")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.retrain_seeds < 1:
@@ -381,19 +405,26 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(f"--search-train + --search-val must be at most {len(data.train)}")  # type: ignore[arg-type]
     target = _params_target(args)
     _logger.info("E2RNAS params target %.0f", target)
+    if args.hardware_metric == "none":
+        args.hardware_metric = None
+    args.hardware_target = (args.hardware_ratio * _uniform_hardware_cost(args)) if args.hardware_metric else None
+    if args.hardware_metric:
+        _logger.info("E2RNAS %s target %.6g (%s)", args.hardware_metric, args.hardware_target, args.hardware_mode)
     results = []
-    for name in ("darts", "e2rnas"):
+    for name in args.strategies:
         result = _search(name, data, args, target)
         _retrain_and_evaluate(result, data, args)
         results.append(result)
-    timing = _interleaved_epoch_seconds(data, args, target)
+    timing = _interleaved_epoch_seconds(data, args, target) if len(results) == 2 else {}
     print_now(_table(results, args, timing))
-    for name, result in zip(("DARTS", "E2RNAS"), results):
-        print_now(f"{name} architecture: {result.architecture}")
-        print_now(f"{name} probability of each exported value: {_exported_probabilities(result)}")
-    print_now(f"E2RNAS params target {target:.0f}; mean MGDA weights {results[1].mgda_weights}")
-    for line in _verdict(*results, timing):
-        print_now(line)
+    for result in results:
+        print_now(f"{result.strategy} architecture: {result.architecture}")
+        print_now(f"{result.strategy} probability of each exported value: {_exported_probabilities(result)}")
+        if result.mgda_weights:
+            print_now(f"E2RNAS params target {target:.0f}; mean MGDA weights {result.mgda_weights}")
+    if len(results) == 2:
+        for line in _verdict(*results, timing):
+            print_now(line)
     if args.output:
         Path(args.output).write_text(json.dumps({"args": vars(args), "params_target": target, "timing": timing,
                                                  "results": [asdict(r) for r in results]}, indent=2, default=str))
