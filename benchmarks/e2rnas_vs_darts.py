@@ -244,17 +244,17 @@ def _interleaved_epoch_seconds(data: DatasetSplits, args: argparse.Namespace,
 
 def _retrain_and_evaluate(result: Result, data: DatasetSplits, args: argparse.Namespace) -> None:
     """Retrain the architecture once per retraining seed; accuracies are the means over seeds."""
-    evaluation = Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
+    evaluation = evaluation_subset(data, args)
     for offset in range(args.retrain_seeds):
         seed = args.seed + offset
-        model = _retrain_once(result, data, args, seed)
+        model = retrain_architecture(result.architecture, data, args, seed)
+        clean, fgsm_accuracy, pgd_accuracy = evaluate_retrained(model, evaluation, args, seed)
         result.retrain_seeds.append(seed)
-        result.clean_runs.append(evaluate(model, evaluation))
-        result.fgsm_runs.append(robust_accuracy(model, evaluation, attack="fgsm", epsilon=args.epsilon, seed=seed))
-        result.pgd_runs.append(robust_accuracy(model, evaluation, attack="pgd", epsilon=args.epsilon,
-                                               steps=args.pgd_steps, seed=seed))
+        result.clean_runs.append(clean)
+        result.fgsm_runs.append(fgsm_accuracy)
+        result.pgd_runs.append(pgd_accuracy)
         _logger.info("%s retrained with seed %d: clean %.4f, FGSM %.4f, PGD %.4f", result.strategy, seed,
-                     result.clean_runs[-1], result.fgsm_runs[-1], result.pgd_runs[-1])
+                     clean, fgsm_accuracy, pgd_accuracy)
     result.clean_accuracy = statistics.mean(result.clean_runs)
     result.fgsm_accuracy = statistics.mean(result.fgsm_runs)
     result.pgd_accuracy = statistics.mean(result.pgd_runs)
@@ -262,10 +262,28 @@ def _retrain_and_evaluate(result: Result, data: DatasetSplits, args: argparse.Na
     result.energy_mj = network_cost(model, data.input_shape, accelerator="capsacc")["energy_mj"]
 
 
-def _retrain_once(result: Result, data: DatasetSplits, args: argparse.Namespace, seed: int) -> torch.nn.Module:
-    """The exported architecture, freshly initialised and trained with ``seed``."""
+def evaluation_subset(data: DatasetSplits, args: argparse.Namespace) -> Subset:
+    """The first ``--eval-samples`` held-out images, on which every retrained network is evaluated."""
+    return Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
+
+
+def evaluate_retrained(model: torch.nn.Module, evaluation: Subset, args: argparse.Namespace,
+                       seed: int) -> tuple[float, float, float]:
+    """Clean, FGSM and PGD (``--pgd-steps``) accuracy at ``--epsilon``; attacks seeded with ``seed``."""
+    return (evaluate(model, evaluation),
+            robust_accuracy(model, evaluation, attack="fgsm", epsilon=args.epsilon, seed=seed),
+            robust_accuracy(model, evaluation, attack="pgd", epsilon=args.epsilon, steps=args.pgd_steps, seed=seed))
+
+
+def retrain_architecture(architecture: dict[str, Any], data: DatasetSplits, args: argparse.Namespace,
+                         seed: int) -> torch.nn.Module:
+    """``architecture`` of the benchmark's space, freshly initialised and trained with ``seed``.
+
+    Reads ``args.space`` (and ``args.darts_width``), ``retrain_train``, ``retrain_epochs``,
+    ``learning_rate`` and ``retrain_adversarial``.
+    """
     torch.manual_seed(seed)
-    model = _space(args).freeze(result.architecture)
+    model = _space(args).freeze(architecture)
     images, labels = data.train.tensors  # type: ignore[attr-defined]
     count = args.retrain_train or len(labels)
     splits = DatasetSplits(data.name, TensorDataset(images[:count], labels[:count]), data.val, data.input_shape,
