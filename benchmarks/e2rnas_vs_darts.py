@@ -192,7 +192,7 @@ def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_tar
         strategy: DARTS = DARTS(**common)
     else:
         adversary = _search_adversary(args)
-        resources = [{"metric": "params", "target": params_target, "mode": "abs"}]
+        resources = [{"metric": "params", "target": params_target, "mode": args.params_mode}]
         if args.hardware_metric:
             resources.append({"metric": args.hardware_metric, "target": args.hardware_target,
                               "mode": args.hardware_mode})
@@ -305,8 +305,9 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
              f"search {args.search_epochs} epochs x {-(-args.search_train // args.batch_size)} steps; "
              f"s/epoch: wall-clock median of the search's epochs; CPU s/ep: median process CPU time of "
              f"{args.timing_repeats} alternated 1-thread 1-epoch searches on {args.timing_images} images"
-             + (f"; E2RNAS' resource objectives: params (abs) and {args.hardware_metric} ({args.hardware_mode})"
-                if args.hardware_metric else "; E2RNAS' resource objective: params (abs)")
+             + (f"; E2RNAS' resource objectives: params ({args.params_mode}) and {args.hardware_metric} "
+                f"({args.hardware_mode})" if args.hardware_metric else f"; E2RNAS' resource objective: params "
+                f"({args.params_mode})")
              + (f"; E2RNAS' adversarial objective: PGD-{args.search_steps} at {args.search_epsilon}"
                 if args.search_attack == "pgd" else "")
              + ("; E2RNAS without its adversarial objective (ablation)" if args.search_attack == "none" else "")
@@ -385,6 +386,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                              "none: no adversarial objective, an ablation)")
     parser.add_argument("--search-steps", type=int, default=3, help="PGD steps with --search-attack pgd")
     parser.add_argument("--params-target", type=float, default=None)
+    parser.add_argument("--params-mode", default="abs", choices=("abs", "max", "none"),
+                        help="constraint mode of the params objective (max: a budget, e.g. --params-target "
+                             "at DARTS' size)")
     parser.add_argument("--params-ratio", type=float, default=0.5,
                         help="params target as a fraction of the untrained supernet's expected size")
     parser.add_argument("--hardware-metric", default="latency_ms",
