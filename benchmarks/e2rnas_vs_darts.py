@@ -7,15 +7,14 @@ The weight step trains on one part of the training split, the architecture step 
 part of it; the held-out split is touched only by the final evaluation. E2RNAS' upper level
 has four objectives: the clean loss (cross-entropy on the capsule lengths by default, see
 ``--upper-loss``), the same loss on FGSM (random start) images, the expected parameter
-count pulled towards ``--params-target`` (``abs`` mode) and the expected latency on the
+count pulled towards ``--params-target`` (``--params-mode``, ``abs`` by default) and the expected latency on the
 ``capsacc`` accelerator model, smaller being better (``--hardware-metric``, ``none`` mode: its
 target is only the unit); DARTS has its training loss.
 Each derived architecture is then retrained from scratch with the same settings, once per
 retraining seed (``--retrain-seeds``, 20 by default: after a clean 2-epoch retraining the PGD
 accuracy of one architecture varies by up to 37 points between seeds, and the mean gain of the
 same two architectures over five consecutive seeds ranged from +0.5 to +8.0 points), and
-evaluated: clean
-accuracy, FGSM and PGD accuracy (L-infinity, epsilon in pixel units, stated in the table; means
+evaluated: clean accuracy, FGSM and PGD accuracy (L-infinity, epsilon in pixel units, stated in the table; means
 over the retrainings), parameters, energy on the ``capsacc`` accelerator model, and the search
 time per epoch (a Lightning callback times each epoch; one-time set-up is reported apart). On a shared
 machine the two searches run under different loads, so the epoch-time ratio is taken from
