@@ -46,8 +46,10 @@ def test_space_robustness_retrains_ranks_and_compares(mnist_t10k_dir: Path, tmp_
     code = module.main(["--data-root", str(mnist_t10k_dir), "--seeds", "2", "--first-seed", "3",
                         "--retrain-train", "128", "--retrain-epochs", "1", "--eval-samples", "40", "--pgd-steps", "2",
                         "--threads", "1", "--architecture", json.dumps(skip), "--reference",
-                        json.dumps(module.E2RNAS_EXPORT), "--output", str(output)])
+                        json.dumps(module.E2RNAS_EXPORT), "--output", str(output), "--plot",
+                        str(tmp_path / "pgd.png")])
     assert code == 0
+    assert (tmp_path / "pgd.png").read_bytes().startswith(b"\x89PNG")
     records = json.loads(output.read_text())["records"]
     # the given architecture, then the reference appended to the list
     assert [r["architecture"] for r in records] == [skip, module.E2RNAS_EXPORT]
