@@ -71,7 +71,9 @@ from nni.nas.strategy import DARTS  # noqa: E402
 
 from nni_capsnas.hardware_cost import network_cost  # noqa: E402
 from nni_capsnas.strategy.e2rnas import E2RNAS  # noqa: E402
-from nni_capsnas.strategy.expected_cost import ExpectedParams, HardwareCostTable  # noqa: E402
+from nni_capsnas.strategy.expected_cost import (  # noqa: E402
+    ExpectedLabelCost, ExpectedParams, HardwareCostTable,
+)
 from search_spaces.capsule_cell_space import CapsuleCellSpace  # noqa: E402
 from search_spaces.darts_cell_space import DartsCellSpace  # noqa: E402
 from trials.attacks import AttackConfig, fgsm, pgd, robust_accuracy  # noqa: E402
@@ -164,9 +166,8 @@ def _params_target(args: argparse.Namespace) -> float:
 def _uniform_hardware_cost(args: argparse.Namespace) -> float:
     """Expected ``--hardware-metric`` of the untrained supernet (every label uniform), first order."""
     table = HardwareCostTable.estimate(_space(args), input_shape=(1, 28, 28))
-    base = table.base[args.hardware_metric]
-    return base + sum(statistics.mean(v[args.hardware_metric] - base for v in variants)
-                      for variants in table.variants.values())
+    uniform = {label: torch.zeros(len(variants)) for label, variants in table.variants.items()}
+    return ExpectedLabelCost(table, metric=args.hardware_metric, alphas=uniform)().item()
 
 
 def _search_adversary(args: argparse.Namespace) -> Optional[functools.partial]:
@@ -340,7 +341,7 @@ def _exported_probabilities(result: Result) -> dict[str, float]:
     return chosen
 
 
-def _standard_error_of_difference(first: list[float], second: list[float]) -> float:
+def standard_error_of_difference(first: list[float], second: list[float]) -> float:
     """Standard error, in points, of ``mean(first) - mean(second)`` for independent retrainings (nan below 2)."""
     if min(len(first), len(second)) < 2:
         return float("nan")
@@ -350,7 +351,7 @@ def _standard_error_of_difference(first: list[float], second: list[float]) -> fl
 def _verdict(darts: Result, e2rnas: Result, timing: dict[str, list[float]]) -> list[str]:
     gain = 100 * (e2rnas.pgd_accuracy - darts.pgd_accuracy)
     paired = [100 * (ours - theirs) for ours, theirs in zip(e2rnas.pgd_runs, darts.pgd_runs)]
-    error = _standard_error_of_difference(e2rnas.pgd_runs, darts.pgd_runs)
+    error = standard_error_of_difference(e2rnas.pgd_runs, darts.pgd_runs)
     if timing.get("darts") and timing.get("e2rnas"):  # alternated CPU-time runs
         ratio = statistics.median(timing["e2rnas"]) / statistics.median(timing["darts"])
     else:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from e2rnas_vs_darts import (  # noqa: E402  (benchmark helpers: the identical retraining)
-    REPO_ROOT, evaluate_retrained, evaluation_subset, retrain_architecture,
+    REPO_ROOT, evaluate_retrained, evaluation_subset, retrain_architecture, standard_error_of_difference,
 )
 from nni_capsnas.commands import print_now  # noqa: E402
 from trials.datasets import load_dataset  # noqa: E402
@@ -82,11 +82,11 @@ def _label(architecture: dict[str, Any]) -> str:
 
 def measure(architecture: dict[str, Any], data: Any, evaluation: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Retrain ``architecture`` once per seed; per-seed clean / FGSM / PGD accuracies and the parameters."""
-    runs, start = [], time.perf_counter()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    seeds, runs, start = list(range(args.first_seed, args.first_seed + args.seeds)), [], time.perf_counter()
+    for seed in seeds:
         model = retrain_architecture(architecture, data, args, seed)
         runs.append(evaluate_retrained(model, evaluation, args, seed))
-    record = {"architecture": architecture, "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
+    record = {"architecture": architecture, "seeds": seeds,
               "clean": [r[0] for r in runs], "fgsm": [r[1] for r in runs], "pgd": [r[2] for r in runs],
               "params": sum(p.numel() for p in model.parameters()), "seconds": time.perf_counter() - start}
     _logger.info("%s: PGD %s (%.0f s)", _label(architecture), [round(100 * p, 1) for p in record["pgd"]],
@@ -98,11 +98,7 @@ def _gain(record: dict[str, Any], reference: Optional[dict[str, Any]]) -> str:
     if reference is None:
         return ""
     gain = 100 * (statistics.mean(record["pgd"]) - statistics.mean(reference["pgd"]))
-    if min(len(record["pgd"]), len(reference["pgd"])) < 2:
-        return f" {gain:>+7.2f} {'nan':>6}"
-    error = 100 * (statistics.variance(record["pgd"]) / len(record["pgd"])
-                   + statistics.variance(reference["pgd"]) / len(reference["pgd"])) ** 0.5
-    return f" {gain:>+7.2f} {error:>6.2f}"
+    return f" {gain:>+7.2f} {standard_error_of_difference(record['pgd'], reference['pgd']):>6.2f}"
 
 
 def table(records: list[dict[str, Any]], reference: Optional[dict[str, Any]], args: argparse.Namespace) -> str:
