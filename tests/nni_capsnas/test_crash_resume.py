@@ -68,9 +68,25 @@ def _experiment_processes(experiment_id: str) -> list[psutil.Process]:
     return found
 
 
+def _command_line(process: psutil.Process) -> list[str]:
+    """The process' command line; empty once it has exited or is a zombie (both race with the drill)."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie has already exited)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _trial_processes(experiment_id: str) -> list[psutil.Process]:
     return [p for p in _experiment_processes(experiment_id)
-            if any(TRIAL_MODULE in part for part in (p.cmdline() if p.is_running() else []))]
+            if any(TRIAL_MODULE in part for part in _command_line(p))]
 
 
 def _archive_size(checkpoint: Path) -> Optional[tuple[int, int]]:
@@ -263,8 +279,7 @@ def test_resume_is_refused_while_the_driver_runs(drill: Drill) -> None:
 def test_a_killed_driver_leaves_its_nni_manager_running_and_resume_stops_it(drill: Drill) -> None:
     assert drill.orphans_after_kill, "expected the orphaned NNI manager to survive its driver"
     assert "stopped" in drill.resume.stdout and "left running" in drill.resume.stdout, drill.resume.stdout
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                   for pid in drill.orphans_after_kill)
+    assert not any(_alive(pid) for pid in drill.orphans_after_kill)
 
 
 def test_resumed_search_completes_its_budget(drill: Drill) -> None:
