@@ -3,7 +3,8 @@
 Prints, for batch 64 on N threads (default 2): median training-step and inference time after
 warm-up, images/s, FLOPs per step (``torch.utils.flop_counter.FlopCounterMode``), achieved
 GFLOP/s and that as a fraction of the float32 GEMM throughput measured in the same process
-(best of three square sizes), and
+(best of three square sizes), of the median over all processes, and of a GEMM (the best size) timed
+right before and after every step (robust to the host's speed drifting during the run), and
 peak resident memory. Each configuration runs in its own process (so the allocator setting
 and peak memory are its own) and configurations are interleaved over ``--rounds``.
 
@@ -47,16 +48,43 @@ def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> floa
     return statistics.median(times)
 
 
-def _gemm_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072)) -> float:
-    """The float32 GEMM reference: the best size's median throughput (square, output preallocated)."""
+def _gemm_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072)) -> tuple[float, int]:
+    """The float32 GEMM reference: the best size's median throughput (square, output preallocated),
+    and that size."""
     import torch
 
-    best = 0.0
+    best, best_size = 0.0, sizes[0]
     for n in sizes:
         a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
         seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats=8, warmup=2)
-        best = max(best, 2 * n ** 3 / seconds / 1e9)
-    return best
+        if 2 * n ** 3 / seconds / 1e9 > best:
+            best, best_size = 2 * n ** 3 / seconds / 1e9, n
+    return best, best_size
+
+
+def _paired_gemm_ratios(step: Callable[[], object], step_flops: float, repeats: int, size: int) -> list[float]:
+    """Per step: achieved FLOP/s over the mean GEMM throughput measured right before and after it.
+
+    The host's speed drifts by a third within minutes on shared machines; a GEMM reference taken
+    next to every step cancels that drift, which a single reference per process does not.
+    """
+    import torch
+
+    a, b, out = torch.randn(size, size), torch.randn(size, size), torch.empty(size, size)
+
+    def gemm_flops_per_s() -> float:
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        return 2 * size ** 3 / (time.perf_counter() - start)
+
+    ratios = []
+    for _ in range(repeats):
+        before = gemm_flops_per_s()
+        start = time.perf_counter()
+        step()
+        seconds = time.perf_counter() - start
+        ratios.append(step_flops / seconds / ((before + gemm_flops_per_s()) / 2))
+    return ratios
 
 
 def _use_onednn_convolution() -> None:
@@ -98,7 +126,7 @@ def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, onednn_con
         _use_autograd_routing_backward()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    gemm_gflops = _gemm_gflops()
+    gemm_gflops, gemm_size = _gemm_gflops()
 
     model = capsnet((1, 28, 28), 10)
     optimizer = make_optimizer(model.parameters(), learning_rate=1e-3)
@@ -118,6 +146,7 @@ def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, onednn_con
     step_flops = counter.get_total_flops()
     optimizer.zero_grad(set_to_none=True)
     step_s = _median_seconds(train_step, repeats=steps, warmup=3)
+    paired_ratio = statistics.median(_paired_gemm_ratios(train_step, step_flops, steps, gemm_size))
 
     model.eval()
     with torch.no_grad():
@@ -128,6 +157,7 @@ def measure(threads: int, batch: int, steps: int, tuned_malloc: bool, onednn_con
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"threads": threads, "batch": batch, "gemm_gflops": gemm_gflops, "step_ms": step_s * 1e3,
             "step_gflop": step_flops / 1e9, "step_gflops": step_flops / step_s / 1e9,
+            "paired_percent": 100 * paired_ratio,
             "inference_ms": inference_s * 1e3, "inference_gflops": inference_flops / inference_s / 1e9,
             "train_images_s": batch / step_s, "inference_images_s": batch / inference_s, "peak_rss_mib": peak_mib}
 
@@ -171,6 +201,7 @@ def main() -> None:
                      "step GFLOP": best["step_gflop"], "achieved GFLOP/s": best["step_gflops"],
                      "% of own GEMM": 100 * best["step_gflops"] / best["gemm_gflops"],
                      "% of run GEMM": 100 * best["step_gflops"] / run_gemm,
+                     "% of paired GEMM": statistics.median(r["paired_percent"] for r in runs),
                      "inference ms": best["inference_ms"], "inference img/s": best["inference_images_s"],
                      "peak RSS MiB": best["peak_rss_mib"]})
     table = pd.DataFrame(rows).set_index("configuration").T
@@ -178,7 +209,8 @@ def main() -> None:
               f"best of {args.rounds} interleaved rounds (each a median of {args.steps} steps after warm-up)")
     print_now(table.to_string(float_format=lambda v: f"{v:,.1f}"))
     print_now(f"run GEMM: median {run_gemm:.1f} GFLOP/s over all {sum(map(len, results.values()))} worker processes "
-              "(own GEMM: the same process as the step)")
+              "(own GEMM: the same process as the step; paired GEMM: a GEMM right before and after every "
+              "step, the median ratio of each process, median over the rounds)")
     print_now(f"load average: {os.getloadavg()[0]:.2f} (benchmark on an idle machine)")
 
 
