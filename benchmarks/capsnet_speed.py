@@ -56,9 +56,9 @@ def _gemm_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072)) -> tuple[float, in
     best, best_size = 0.0, sizes[0]
     for n in sizes:
         a, b, out = torch.randn(n, n), torch.randn(n, n), torch.empty(n, n)
-        seconds = _median_seconds(lambda: torch.mm(a, b, out=out), repeats=8, warmup=2)
-        if 2 * n ** 3 / seconds / 1e9 > best:
-            best, best_size = 2 * n ** 3 / seconds / 1e9, n
+        gflops = 2 * n ** 3 / _median_seconds(lambda: torch.mm(a, b, out=out), repeats=8, warmup=2) / 1e9
+        if gflops > best:
+            best, best_size = gflops, n
     return best, best_size
 
 
