@@ -77,3 +77,19 @@ def test_space_robustness_names_a_bad_architecture(mnist_t10k_dir: Path,
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "cannot build architecture" in error and "conv7x7" in error
+
+
+
+def test_paired_gemm_ratio_is_the_step_against_the_gemm_around_it() -> None:
+    import torch
+
+    module = _load("capsnet_speed")
+    a, b, out = torch.randn(256, 256), torch.randn(256, 256), torch.empty(256, 256)
+    steps = []
+
+    def step() -> None:  # the same work as the reference GEMM: a ratio of about 1 on any machine
+        steps.append(torch.mm(a, b, out=out))
+
+    ratios = module._paired_gemm_ratios(step, step_flops=2 * 256 ** 3, repeats=5, size=256)
+    assert len(steps) == 5 and len(ratios) == 5
+    assert 0.2 < sorted(ratios)[2] < 5
