@@ -79,7 +79,6 @@ def test_space_robustness_names_a_bad_architecture(mnist_t10k_dir: Path,
     assert "cannot build architecture" in error and "conv7x7" in error
 
 
-
 def test_paired_gemm_ratio_is_the_step_against_the_gemm_around_it() -> None:
     import torch
 
