@@ -37,15 +37,16 @@ CONFIG_FLAGS = {
 }
 
 
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def _median_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(_seconds(fn) for _ in range(repeats))
 
 
 def _gemm_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072)) -> tuple[float, int]:
@@ -73,17 +74,13 @@ def _paired_gemm_ratios(step: Callable[[], object], step_flops: float, repeats: 
     a, b, out = torch.randn(size, size), torch.randn(size, size), torch.empty(size, size)
 
     def gemm_flops_per_s() -> float:
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        return 2 * size ** 3 / (time.perf_counter() - start)
+        return 2 * size ** 3 / _seconds(lambda: torch.mm(a, b, out=out))
 
     ratios = []
     for _ in range(repeats):
         before = gemm_flops_per_s()
-        start = time.perf_counter()
-        step()
-        seconds = time.perf_counter() - start
-        ratios.append(step_flops / seconds / ((before + gemm_flops_per_s()) / 2))
+        step_seconds = _seconds(step)
+        ratios.append(step_flops / step_seconds / ((before + gemm_flops_per_s()) / 2))
     return ratios
 
 

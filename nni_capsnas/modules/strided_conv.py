@@ -144,9 +144,11 @@ class _RowGemmConv2d(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
-def _accumulate_product(target: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> None:
-    """``target += left @ right`` in place (the ``out=`` form, which ``FlopCounterMode`` counts)."""
-    torch.addmm(target, left, right, out=target)
+def _accumulate_product(target: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
+                        overwrite: bool = False) -> None:
+    """``target += left @ right`` in place (``target = left @ right`` with ``overwrite``: its old
+    contents, even NaN, are ignored); the ``out=`` form, which ``FlopCounterMode`` counts."""
+    torch.addmm(target, left, right, beta=0 if overwrite else 1, out=target)
 
 
 def _padded_channels_last(x: torch.Tensor, padding: int) -> torch.Tensor:
@@ -168,15 +170,14 @@ def _weight_gradient(grad_nhwc: torch.Tensor, x_nhwc: torch.Tensor, stride: int,
     """
     out_channels, in_channels, kernel_h, kernel_w = weight_shape
     _, out_h, out_w, _ = grad_nhwc.shape
-    transposed = grad_nhwc.new_empty(kernel_h, kernel_w * in_channels, out_channels)
     chunks = _batch_chunks(x_nhwc.shape[0], (out_h, out_w), kernel_w, in_channels, x_nhwc.element_size())
+    # the first chunk overwrites the buffer, so it needs a zero fill only for an empty batch
+    transposed = (grad_nhwc.new_empty if chunks else grad_nhwc.new_zeros)(
+        kernel_h, kernel_w * in_channels, out_channels)
     for index, chunk in enumerate(chunks):
         grad_rows = grad_nhwc[chunk].reshape(-1, out_channels)
         for row, patches in _row_patch_matrices(x_nhwc[chunk], stride, (out_h, out_w), kernel_h, kernel_w):
-            if index == 0:  # the first chunk writes, so the buffer needs no zero fill
-                torch.mm(patches.t(), grad_rows, out=transposed[row])
-            else:
-                _accumulate_product(transposed[row], patches.t(), grad_rows)
+            _accumulate_product(transposed[row], patches.t(), grad_rows, overwrite=index == 0)
     row_grads = transposed.permute(2, 0, 1).contiguous()
     # a channels-last view: what a channels-last weight's gradient accumulates without a copy
     return row_grads.view(out_channels, kernel_h, kernel_w, in_channels).permute(0, 3, 1, 2)

@@ -68,14 +68,6 @@ def _experiment_processes(experiment_id: str) -> list[psutil.Process]:
     return found
 
 
-def _command_line(process: psutil.Process) -> list[str]:
-    """The process' command line; empty once it has exited or is a zombie (both race with the drill)."""
-    try:
-        return process.cmdline()
-    except psutil.Error:
-        return []
-
-
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a running process (a zombie has already exited)."""
     try:
@@ -85,8 +77,9 @@ def _alive(pid: int) -> bool:
 
 
 def _trial_processes(experiment_id: str) -> list[psutil.Process]:
+    # the command line process_iter already read: None (not an error) for a zombie or a denied read
     return [p for p in _experiment_processes(experiment_id)
-            if any(TRIAL_MODULE in part for part in _command_line(p))]
+            if any(TRIAL_MODULE in part for part in p.info["cmdline"] or [])]
 
 
 def _archive_size(checkpoint: Path) -> Optional[tuple[int, int]]:

@@ -47,6 +47,17 @@ def test_results_and_gradients_match_conv2d(row_gemms_for_small_convolutions, he
         torch.testing.assert_close(got, want, msg=f"{name} gradient differs")
 
 
+def test_an_empty_batch_has_zero_weight_and_bias_gradients(row_gemms_for_small_convolutions):
+    x = torch.randn(0, 4, 9, 9, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    result = conv2d(x, weight, bias, stride=2)
+    assert "RowGemm" in type(result.grad_fn).__name__ and result.shape == (0, 5, 4, 4)
+    grad_x, grad_weight, grad_bias = torch.autograd.grad(result, (x, weight, bias), torch.ones_like(result))
+    assert grad_x.shape == x.shape
+    assert torch.equal(grad_weight, torch.zeros_like(weight)) and torch.equal(grad_bias, torch.zeros_like(bias))
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_gradients_come_back_in_the_layout_of_their_tensors(row_gemms_for_small_convolutions, channels_last):
     generator = torch.Generator().manual_seed(2)
