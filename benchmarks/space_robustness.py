@@ -12,7 +12,10 @@ Architectures are given as JSON objects on the command line, or as a preset:
 - ``exports`` (default): DARTS' and E2RNAS' exports of the E2RNAS benchmark (reference: DARTS');
 - ``routing1``: max_pool3x3 and skip feature operations at every capsule size, one routing
   iteration, no capsule operation;
-- ``routing3``: conv5x5 and conv3x3 with every capsule operation, 4x4 and 8x8, three routings.
+- ``routing3``: conv5x5 and conv3x3 with every capsule operation, 4x4 and 8x8, three routings;
+- ``pooling``: every parameter-free feature operation (max pooling over 3x3, 5x5 and 7x7
+  windows, average pooling, skip) at 4x4 and 8x4 capsules, one routing iteration, no capsule
+  operation.
 
 Run: ``.venv/bin/python benchmarks/space_robustness.py [--preset routing1] [--seeds 5]
 [--architecture '{"feature_op": "skip", "primary_caps": 4, "primary_dim": 4, "capsule_op": "skip",
@@ -46,7 +49,7 @@ _logger = logging.getLogger("space_robustness")
 
 DARTS_EXPORT = {"feature_op": "conv5x5", "primary_caps": 8, "primary_dim": 8, "capsule_op": "skip",
                 "routing_iterations": 3}
-E2RNAS_EXPORT = {"feature_op": "max_pool3x3", "primary_caps": 4, "primary_dim": 4, "capsule_op": "skip",
+E2RNAS_EXPORT = {"feature_op": "max_pool5x5", "primary_caps": 4, "primary_dim": 4, "capsule_op": "skip",
                  "routing_iterations": 1}
 
 
@@ -61,6 +64,8 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     "exports": [DARTS_EXPORT, E2RNAS_EXPORT],
     "routing1": _grid(["max_pool3x3", "skip"], ["skip"], [(4, 4), (8, 4), (4, 8), (8, 8)], routing=1),
     "routing3": _grid(["conv5x5", "conv3x3"], ["skip", "conv_caps", "conv_caps3d"], [(4, 4), (8, 8)], routing=3),
+    "pooling": _grid(["max_pool3x3", "max_pool5x5", "max_pool7x7", "avg_pool3x3", "skip"], ["skip"],
+                     [(4, 4), (8, 4)], routing=1),
 }
 
 

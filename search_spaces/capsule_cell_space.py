@@ -29,12 +29,17 @@ def _sep_conv(channels: int, kernel_size: int) -> nn.Module:
 
 
 #: Feature-map operations: name -> factory(channels); each keeps ``(batch, channels, H, W)``.
+#: Convolutions as in DARTS; the pooling operations are NASNet's (Zoph et al. 2018: max pooling
+#: over 3x3, 5x5 and 7x7 windows, average pooling over 3x3), all with stride 1.
 FEATURE_OPS: dict[str, Callable[[int], nn.Module]] = {
     "conv3x3": lambda c: _conv_bn_relu(c, 3),
     "conv5x5": lambda c: _conv_bn_relu(c, 5),
     "sep_conv3x3": lambda c: _sep_conv(c, 3),
     "dil_conv3x3": lambda c: _conv_bn_relu(c, 3, dilation=2),
     "max_pool3x3": lambda c: nn.MaxPool2d(3, stride=1, padding=1),
+    "max_pool5x5": lambda c: nn.MaxPool2d(5, stride=1, padding=2),
+    "max_pool7x7": lambda c: nn.MaxPool2d(7, stride=1, padding=3),
+    "avg_pool3x3": lambda c: nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
     "skip": lambda c: nn.Identity(),
 }
 
@@ -61,8 +66,8 @@ class CapsuleCellSpace(ModelSpace):
     """stem -> [feature op] -> primary capsules -> [capsule op] -> class capsules.
 
     Searched (labels in brackets): the feature-map operation ``[feature_op]`` (convolutions,
-    separable and dilated convolutions, max pooling, skip), the number ``[primary_caps]`` and
-    length ``[primary_dim]`` of the primary capsules (which also size the capsule operation and
+    separable and dilated convolutions, max and average pooling, skip), the number
+    ``[primary_caps]`` and length ``[primary_dim]`` of the primary capsules (which also size the capsule operation and
     the class capsules' input), the capsule-grid operation ``[capsule_op]`` (a 2D capsule
     convolution, a 3D one with routing, or skip) and the routing iterations of the class
     capsules ``[routing_iterations]``. Operations are chosen with ``LayerChoice``; capsule

@@ -122,3 +122,23 @@ def test_darts_cell_space_refuses_what_the_hub_space_cannot_do() -> None:
         DartsCellSpace(input_shape=(1, 3, 3))
     with pytest.raises(ValueError, match="num_cells must be at least 3"):
         DartsCellSpace(num_cells=2)
+
+
+@pytest.mark.parametrize("name", list(FEATURE_OPS))
+def test_every_feature_op_keeps_the_feature_map_shape(name: str) -> None:
+    operation = FEATURE_OPS[name](6)
+    features = torch.rand(2, 6, 7, 7)
+    assert operation(features).shape == features.shape
+
+
+def test_pooling_ops_are_parameter_free_windows_of_their_size() -> None:
+    features = torch.zeros(1, 1, 9, 9)
+    features[0, 0, 4, 4] = 1.0  # one bright pixel in the middle
+    for name, window in [("max_pool3x3", 3), ("max_pool5x5", 5), ("max_pool7x7", 7)]:
+        operation = FEATURE_OPS[name](1)
+        assert sum(p.numel() for p in operation.parameters()) == 0
+        # max pooling spreads the pixel over exactly a window-sized square around it
+        assert operation(features).sum().item() == window * window, name
+    # average pooling ignores the padding: a constant map stays constant, borders included
+    constant = torch.full((1, 1, 5, 5), 0.5)
+    assert torch.equal(FEATURE_OPS["avg_pool3x3"](1)(constant), constant)
