@@ -180,6 +180,12 @@ def _search_adversary(args: argparse.Namespace) -> Optional[functools.partial]:
 
 
 def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_target: float) -> Result:
+    return _run_search(name, data, args, params_target)[0]
+
+
+def _run_search(name: str, data: DatasetSplits, args: argparse.Namespace,
+                params_target: float) -> tuple[Result, DARTS]:
+    """One strategy's search as a real ``NasExperiment``: its result and the strategy (with the supernet)."""
     torch.manual_seed(args.seed)
     images, labels = data.train.tensors  # type: ignore[attr-defined]
     n, m = args.search_train, args.search_val
@@ -217,7 +223,25 @@ def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_tar
     _logger.info("%s: architecture %s, epochs %s s, probabilities %s", name, architecture,
                  [round(s, 1) for s in timer.seconds],
                  {label: {v: round(p, 3) for v, p in choices.items()} for label, choices in result.probabilities.items()})
-    return result
+    return result, strategy
+
+
+def search_strategy(name: str, data: DatasetSplits, argv: list[str]) -> tuple[Result, DARTS]:
+    """Run ``name``'s search exactly as this benchmark does with command line ``argv`` (other scripts' entry)."""
+    args = build_parser().parse_args(argv)
+    return _run_search(name, data, args, _prepare_targets(args))
+
+
+def _prepare_targets(args: argparse.Namespace) -> float:
+    """E2RNAS' params target; sets ``args.hardware_metric`` (None for none) and ``args.hardware_target``."""
+    target = _params_target(args)
+    _logger.info("E2RNAS params target %.0f", target)
+    if args.hardware_metric == "none":
+        args.hardware_metric = None
+    args.hardware_target = (args.hardware_ratio * _uniform_hardware_cost(args)) if args.hardware_metric else None
+    if args.hardware_metric:
+        _logger.info("E2RNAS %s target %.6g (%s)", args.hardware_metric, args.hardware_target, args.hardware_mode)
+    return target
 
 
 def _interleaved_epoch_seconds(data: DatasetSplits, args: argparse.Namespace,
@@ -369,7 +393,8 @@ def _verdict(darts: Result, e2rnas: Result, timing: dict[str, list[float]]) -> l
     ]
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=str(REPO_ROOT.parent / "shared" / "data" / "mnist-t10k"))
     parser.add_argument("--space", choices=("capsule", "darts"), default="capsule")
@@ -424,6 +449,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--strategies", nargs="+", choices=("darts", "e2rnas"), default=["darts", "e2rnas"],
                         help="run only these (the verdict and the epoch-time ratio need both)")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.retrain_seeds < 1:
         parser.error(f"--retrain-seeds must be at least 1, got {args.retrain_seeds}")
@@ -437,13 +467,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     data = load_dataset("mnist-t10k", root=args.data_root)
     if args.search_train + args.search_val > len(data.train):  # type: ignore[arg-type]
         parser.error(f"--search-train + --search-val must be at most {len(data.train)}")  # type: ignore[arg-type]
-    target = _params_target(args)
-    _logger.info("E2RNAS params target %.0f", target)
-    if args.hardware_metric == "none":
-        args.hardware_metric = None
-    args.hardware_target = (args.hardware_ratio * _uniform_hardware_cost(args)) if args.hardware_metric else None
-    if args.hardware_metric:
-        _logger.info("E2RNAS %s target %.6g (%s)", args.hardware_metric, args.hardware_target, args.hardware_mode)
+    target = _prepare_targets(args)
     results = []
     for name in args.strategies:
         result = _search(name, data, args, target)

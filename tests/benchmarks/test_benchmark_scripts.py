@@ -1,8 +1,9 @@
 """The benchmark scripts build their command lines, and the robustness benchmark runs end to end.
 
 Benchmarks take minutes and are not run by the tests; these checks catch what breaks them
-before a user does: an import or argument error in any script, and a tiny run of
-``space_robustness.py`` (which shares the retraining code of ``e2rnas_vs_darts.py``).
+before a user does: an import or argument error in any script, and tiny runs of
+``space_robustness.py`` (which shares the retraining code of ``e2rnas_vs_darts.py``) and of
+``supernet_robustness.py`` (which runs that benchmark's search).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 from tests.conftest import REPO_ROOT
 
@@ -92,3 +94,51 @@ def test_paired_gemm_ratio_is_the_step_against_the_gemm_around_it() -> None:
     ratios = module._paired_gemm_ratios(step, step_flops=2 * 256 ** 3, repeats=5, size=256)
     assert len(steps) == 5 and len(ratios) == 5
     assert 0.2 < sorted(ratios)[2] < 5
+
+
+def test_forcing_a_sub_network_makes_its_choice_one_hot_and_restores_the_parameters() -> None:
+    module = _load("supernet_robustness")
+    parameters = {"op": torch.nn.Parameter(torch.tensor([0.3, -0.2, 0.1])), "size": torch.nn.Parameter(torch.zeros(2))}
+    before = {label: p.detach().clone() for label, p in parameters.items()}
+    with module.forced(parameters, {"op": 1}):
+        assert torch.equal(torch.softmax(parameters["op"], 0), torch.tensor([0.0, 1.0, 0.0]))
+        assert torch.equal(parameters["size"], before["size"])  # labels not forced are untouched
+    assert all(torch.equal(parameters[label], before[label]) for label in parameters)
+    with pytest.raises(RuntimeError, match="boom"):
+        with module.forced(parameters, {"op": 2, "size": 0}):
+            raise RuntimeError("boom")
+    assert all(torch.equal(parameters[label], before[label]) for label in parameters)  # restored after an error too
+
+
+def test_supernet_robustness_attacks_every_candidate_of_a_label(mnist_t10k_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    module = _load("supernet_robustness")
+    output = tmp_path / "supernet.json"
+    code = module.main(["--data-root", str(mnist_t10k_dir), "--search-train", "128", "--search-val", "128",
+                        "--search-epochs", "1", "--eval-samples", "30", "--pgd-steps", "2", "--threads", "1",
+                        "--labels", "feature_op", "primary_caps", "--output", str(output)])
+    assert code == 0
+    result = json.loads(output.read_text())
+    rows = result["rows"]
+    from search_spaces.capsule_cell_space import FEATURE_OPS
+
+    assert [r["value"] for r in rows if r["label"] == "feature_op"] == list(FEATURE_OPS)
+    assert [r["value"] for r in rows if r["label"] == "primary_caps"] == [4, 8]
+    for row in rows:
+        assert 0 <= row["pgd"] <= row["clean"] <= 1  # an attack can only lower the accuracy
+    # forcing the exported value of a label reproduces the export itself: same row for both labels
+    exported = result["architecture"]
+    same = [r for r in rows if r["value"] == exported[r["label"]]]
+    assert len(same) == 2 and same[0]["clean"] == same[1]["clean"] and same[0]["pgd"] == same[1]["pgd"]
+    printed = capsys.readouterr().out
+    assert "darts supernet after 1 search epochs" in printed and "max_pool5x5" in printed
+
+
+def test_supernet_robustness_names_an_unknown_label(mnist_t10k_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = _load("supernet_robustness")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--data-root", str(mnist_t10k_dir), "--search-train", "64", "--search-val", "64",
+                     "--search-epochs", "1", "--eval-samples", "10", "--threads", "1", "--labels", "stem_width"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "stem_width" in error and "feature_op" in error
