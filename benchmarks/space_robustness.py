@@ -108,7 +108,8 @@ def _gain(record: dict[str, Any], reference: Optional[dict[str, Any]]) -> str:
 
 def table(records: list[dict[str, Any]], reference: Optional[dict[str, Any]], args: argparse.Namespace) -> str:
     """Rows sorted by mean PGD accuracy (percent), with the gain over ``reference`` if given."""
-    lines = [f"mnist-t10k, retrained as in e2rnas_vs_darts ({args.retrain_epochs} epochs on {args.retrain_train} "
+    images = args.retrain_train or "all training"  # 0 means every training image (retrain_architecture)
+    lines = [f"mnist-t10k, retrained as in e2rnas_vs_darts ({args.retrain_epochs} epochs on {images} "
              f"images, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}); accuracies (%) on "
              f"{args.eval_samples} held-out images, epsilon {args.epsilon} (L-inf, pixel units), "
              f"PGD-{args.pgd_steps} with random start; means over the seeds"

@@ -142,3 +142,11 @@ def test_supernet_robustness_names_an_unknown_label(mnist_t10k_dir: Path, capsys
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "stem_width" in error and "feature_op" in error
+
+
+def test_space_robustness_names_the_whole_training_split_when_retraining_on_all_of_it() -> None:
+    module = _load("space_robustness")
+    args = module.argparse.Namespace(retrain_epochs=4, retrain_train=0, first_seed=0, seeds=5, eval_samples=1000,
+                                     epsilon=0.1, pgd_steps=10)
+    header = module.table([], None, args).splitlines()[0]
+    assert "4 epochs on all training images" in header and "on 0 images" not in header
