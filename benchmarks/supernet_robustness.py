@@ -78,13 +78,14 @@ def forced(parameters: dict[str, nn.Parameter], choice: dict[str, int]) -> Itera
 
 
 def evaluate_sub_networks(supernet: nn.Module, probabilities: dict[str, dict[Any, float]],
-                          labels: list[str], evaluation: Subset, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Clean and PGD accuracy of every one-label change of the exported sub-network."""
+                          architecture: dict[str, Any], labels: list[str], evaluation: Subset,
+                          args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Clean and PGD accuracy of every one-label change of the exported sub-network ``architecture``."""
     parameters = architecture_parameters(supernet)
     unknown = [label for label in labels if label not in parameters]
     if unknown:
         raise ValueError(f"--labels {unknown} are not labels of the space; it has {sorted(parameters)}")
-    exported = {label: max(range(len(p)), key=lambda i: list(p.values())[i]) for label, p in probabilities.items()}
+    exported = {label: list(values).index(architecture[label]) for label, values in probabilities.items()}
     rows = []
     supernet.eval()
     for label in labels:
@@ -146,7 +147,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     probabilities = strategy.oneshot_module.export_probs()
     evaluation = Subset(data.val, range(min(args.eval_samples, len(data.val))))  # type: ignore[arg-type]
     try:
-        rows = evaluate_sub_networks(strategy.oneshot_module.model, probabilities, args.labels, evaluation, args)
+        rows = evaluate_sub_networks(strategy.oneshot_module.model, probabilities, result.architecture,
+                                     args.labels, evaluation, args)
     except ValueError as error:
         parser.error(str(error))
     print_now(table(rows, result.architecture, args))

@@ -82,8 +82,6 @@ def test_space_robustness_names_a_bad_architecture(mnist_t10k_dir: Path,
 
 
 def test_paired_gemm_ratio_is_the_step_against_the_gemm_around_it() -> None:
-    import torch
-
     module = _load("capsnet_speed")
     a, b, out = torch.randn(256, 256), torch.randn(256, 256), torch.empty(256, 256)
     steps = []
