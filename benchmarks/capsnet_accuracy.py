@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from nni_capsnas.commands import print_now
+from nni_capsnas.app.commands import print_now
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Callable
 
-from nni_capsnas.commands import print_now
+from nni_capsnas.app.commands import print_now
 
 # Configurations: what training uses (tuned malloc) and three ablations, each undoing one speed-up.
 CONFIG_FLAGS = {

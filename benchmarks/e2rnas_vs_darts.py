@@ -58,7 +58,7 @@ from typing import Any, Optional
 import torch
 from torch.utils.data import Subset, TensorDataset
 
-from nni_capsnas.commands import print_now
+from nni_capsnas.app.commands import print_now
 from nni_capsnas.quiet import silence_known_warnings
 
 silence_known_warnings()  # before NNI's modules are imported (they warn at import time)

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from hw_estimators import clear_cache, estimate, estimate_chromosome
-from nni_capsnas.commands import print_now
+from nni_capsnas.app.commands import print_now
 from nni_capsnas.export import export_onnx
 from nni_capsnas.quiet import silence_known_warnings
 from search_spaces.reference import capsnet, deepcaps

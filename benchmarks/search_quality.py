@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nni_capsnas.commands import print_now  # noqa: E402
+from nni_capsnas.app.commands import print_now  # noqa: E402
 from nni_capsnas.quiet import silence_known_warnings  # noqa: E402
 
 silence_known_warnings()  # before NNI's modules are imported (they warn at import time)

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from e2rnas_vs_darts import (  # noqa: E402  (benchmark helpers: the identical retraining)
     REPO_ROOT, evaluate_retrained, evaluation_subset, retrain_architecture, standard_error_of_difference,
 )
-from nni_capsnas.commands import print_now  # noqa: E402
+from nni_capsnas.app.commands import print_now  # noqa: E402
 from trials.datasets import load_dataset  # noqa: E402
 
 _logger = logging.getLogger("space_robustness")

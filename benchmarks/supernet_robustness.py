@@ -38,7 +38,8 @@ from torch import nn  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
 
 from e2rnas_vs_darts import REPO_ROOT, search_strategy  # noqa: E402  (the benchmark's own search)
-from nni_capsnas.commands import print_now  # noqa: E402
+from nni_capsnas.app.commands import print_now  # noqa: E402
+from nni_capsnas.nni_compat.supernet import architecture_parameters  # noqa: E402
 from trials.attacks import robust_accuracy  # noqa: E402
 from trials.datasets import load_dataset  # noqa: E402
 from trials.training import evaluate  # noqa: E402
@@ -47,18 +48,6 @@ _logger = logging.getLogger("supernet_robustness")
 
 #: An architecture parameter this large (the others zero) makes its softmax exactly one-hot (exp(-1000) is 0).
 ONE_HOT_LOGIT = 1000.0
-
-
-def architecture_parameters(supernet: nn.Module) -> dict[str, nn.Parameter]:
-    """Each label's architecture parameter (shared between the modules that use the label)."""
-    parameters: dict[str, nn.Parameter] = {}
-    for module in supernet.modules():
-        alpha = getattr(module, "_arch_alpha", None)
-        if isinstance(alpha, nn.ParameterDict):
-            parameters.update(alpha.items())
-        elif isinstance(alpha, nn.Parameter):
-            parameters[module.label] = alpha
-    return parameters
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ from typing import Optional, Union
 
 import numpy as np
 import onnx
+import onnxruntime
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 _NUMPY_TYPES = {
     onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.FLOAT16: np.float16,
@@ -42,8 +44,6 @@ def measure_host_latency(model: Union[onnx.ModelProto, str, os.PathLike], *, run
     seed
         Seed of the random inputs.
     """
-    import onnxruntime
-
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0, got runs={runs!r}, warmup={warmup!r}")
     options = onnxruntime.SessionOptions()
@@ -56,7 +56,6 @@ def measure_host_latency(model: Union[onnx.ModelProto, str, os.PathLike], *, run
     else:
         source = str(Path(model))
         graph = onnx.load(source, load_external_data=False).graph
-    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
     ort_failures = (ort_errors.Fail, ort_errors.InvalidGraph, ort_errors.InvalidArgument, ort_errors.NotImplemented,
                     ort_errors.InvalidProtobuf, ort_errors.NoSuchFile, ort_errors.RuntimeException)

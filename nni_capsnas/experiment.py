@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from nni.nas.experiment import NasExperiment
 
-from .resume_shims import skip_unknown_commands
+from .nni_compat.checkpoint import checkpoint_directory, has_engine, is_resuming, write_checkpoint
+from .nni_compat.experiment_db import ExperimentFolder, TrialRecord, read_trial_records
+from .nni_compat.resume_commands import skip_unknown_commands
 
 _logger = logging.getLogger(__name__)
 
@@ -19,7 +17,7 @@ _logger = logging.getLogger(__name__)
 class CapsNasExperiment(NasExperiment):
     """A ``NasExperiment`` that
 
-    - skips the HPO commands NNI replays on resume (see :mod:`nni_capsnas.resume_shims`);
+    - skips the HPO commands NNI replays on resume (see :mod:`nni_capsnas.nni_compat.resume_commands`);
     - never overwrites a checkpoint with the empty state of a resume that failed before
       the saved state was loaded (NNI's ``stop()`` would), and keeps ``state.ckpt.*.bak``
       of the previous state each time it writes a new one;
@@ -46,15 +44,13 @@ class CapsNasExperiment(NasExperiment):
             self.strategy.trial_history = self._finished_trials
         return engine
 
-    def _finished_trials(self) -> list[Any]:
-        from .experiment_store import ExperimentFolder, read_trial_records
-
-        folder = ExperimentFolder(self.id, self._checkpoint_directory.parent)
+    def _finished_trials(self) -> list[TrialRecord]:
+        folder = ExperimentFolder(self.id, checkpoint_directory(self).parent)
         return read_trial_records(folder) if folder.database.is_file() else []
 
     def load_checkpoint(self) -> None:
         super().load_checkpoint()
-        if self._engine is not None:
+        if has_engine(self):
             self._state_loaded = True
             self._adopt_finished_trials()
 
@@ -65,49 +61,15 @@ class CapsNasExperiment(NasExperiment):
             adopt(self._finished_trials())
 
     def save_checkpoint(self) -> None:
-        """NNI's checkpoint (``config.json``, ``state.ckpt.*``), each file replaced atomically.
+        """NNI's checkpoint, each file replaced atomically (see :mod:`nni_capsnas.nni_compat.checkpoint`).
 
-        NNI writes the files in place: a driver killed while writing would leave a truncated
-        checkpoint. Here every file is written beside its target and renamed over it, so the
-        checkpoint on disk is always a complete old or a complete new one; the previous state
-        is kept as ``state.ckpt.*.bak``. Errors are logged, as NNI does.
+        Errors are logged, as NNI does: a failed checkpoint must not end the search.
         """
-        if getattr(self, "_action", None) == "resume" and not self._state_loaded:
+        if is_resuming(self) and not self._state_loaded:
             _logger.warning("resume did not load the saved state: leaving the checkpoint of %s untouched", self.id)
             return
-        import nni
-        from nni.nas.utils.serializer import get_default_serializer
-
-        directory = self._checkpoint_directory
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            with _replacing(directory / "config.json") as temporary:
-                with temporary.open("w", encoding="utf-8") as handle:
-                    nni.dump(self.config.json(), fp=handle, indent=2)
-            if self._engine is not None:
-                serializer = get_default_serializer()
-                target = directory / f"state.ckpt{serializer.suffix}"
-                if target.is_file():
-                    with _replacing(target.with_name(target.name + ".bak")) as temporary:
-                        shutil.copy2(target, temporary)
-                staging = directory / ".state.ckpt.tmp"
-                written = staging.with_name(staging.name + serializer.suffix)
-                try:
-                    serializer.save(self.state_dict(), staging)
-                    os.replace(written, target)
-                finally:
-                    written.unlink(missing_ok=True)
-            _logger.debug("checkpoint saved to %s", directory)
+            write_checkpoint(self)
+            _logger.debug("checkpoint saved to %s", checkpoint_directory(self))
         except Exception:  # as NNI: a failed checkpoint must not end the search
             _logger.exception("could not save the checkpoint of %s", self.id)
-
-
-@contextlib.contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target`` that replaces it when the block succeeds."""
-    temporary = target.with_name(f".{target.name}.tmp")
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)

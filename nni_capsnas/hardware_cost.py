@@ -8,9 +8,12 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-_logger = logging.getLogger(__name__)
+from hw_estimators import estimate
 
-HARDWARE_METRICS = ("energy_mj", "latency_ms", "memory_kib", "macs", "params")
+from .export import export_onnx
+from .metrics import ESTIMATOR_METRICS
+
+_logger = logging.getLogger(__name__)
 
 
 def network_cost(model: nn.Module, input_shape: Sequence[int], *, accelerator: str = "capsacc",
@@ -28,9 +31,6 @@ def network_cost(model: nn.Module, input_shape: Sequence[int], *, accelerator: s
     measure_host
         Also measure onnxruntime latency on this CPU (``host_latency_ms``).
     """
-    from hw_estimators import estimate
-    from nni_capsnas.export import export_onnx
-
     was_training = model.training
     model.eval()
     try:
@@ -38,7 +38,7 @@ def network_cost(model: nn.Module, input_shape: Sequence[int], *, accelerator: s
     finally:
         model.train(was_training)
     result = estimate(graph, accelerator=accelerator, measure_host=measure_host)
-    metrics = {name: float(getattr(result, name)) for name in HARDWARE_METRICS}
+    metrics = {name: float(getattr(result, name)) for name in ESTIMATOR_METRICS}
     if measure_host and getattr(result, "host_latency_ms", None) is not None:
         metrics["host_latency_ms"] = float(result.host_latency_ms)
     return metrics

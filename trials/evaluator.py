@@ -22,6 +22,10 @@ import torch
 from nni.nas.evaluator import FunctionalEvaluator
 from torch import nn
 
+from nni_capsnas.hardware_cost import network_cost
+from nni_capsnas.metrics import DEFAULT_KEY, METRICS, metric
+from nni_capsnas.quiet import silence_known_warnings
+
 from .attacks import AttackConfig, robust_accuracy
 from .datasets import DATASETS, load_dataset
 from .training import TrainConfig, train
@@ -72,9 +76,6 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
     dict
         The final metrics (also reported to NNI).
     """
-    from nni_capsnas.hardware_cost import network_cost
-    from nni_capsnas.quiet import silence_known_warnings
-
     silence_known_warnings()
     attack = AttackConfig.from_mapping(robustness) if robustness is not None else None
     config = train_config_from_options(dict(
@@ -98,7 +99,8 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
         raise
     if default_metric not in metrics:
         raise ValueError(f"default_metric {default_metric!r} is not one of {sorted(metrics)}")
-    metrics["default"] = metrics[default_metric]
+    metrics = {name: metrics[name] for name in METRICS if name in metrics}  # the registry's metrics, in its order
+    metrics[DEFAULT_KEY] = metrics[default_metric]
     _logger.info("final metrics: %s", metrics)
     nni.report_final_result(metrics)
     return metrics
@@ -132,6 +134,7 @@ def hardware_aware_evaluator(**options: Any) -> FunctionalEvaluator:
 
     Options are checked here, before any trial starts.
     """
+    metric(options.get("default_metric", "accuracy"))  # a registry metric, or ValueError naming it
     dataset = options.get("dataset", "digits")
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(sorted(DATASETS))}, got {dataset!r}")

@@ -31,6 +31,8 @@ from nni.nas.nn.pytorch import ParametrizedModule
 from nni.nas.oneshot.pytorch.supermodule.differentiable import MixedOpDifferentiablePolicy
 from nni.nas.oneshot.pytorch.supermodule.operation import MixedOperation
 
+from ..nni_compat.supernet import architecture_logits, label_softmax
+
 from .caps_cell import CapsCell
 from .class_caps import ClassCaps
 from .conv_caps2d import ConvCaps2d
@@ -173,7 +175,8 @@ class MixedCapsOperation(MixedOperation, _SuperKernel):
         if isinstance(self.sampling_policy, MixedOpDifferentiablePolicy):
             labels = [(label, mutable) for label, mutable in self.simplify().items()
                       if label in self._output_labels()]
-            probs = [self._softmax(self._arch_alpha[label]) for label, _ in labels]
+            logits, softmax = architecture_logits(self), label_softmax(self)
+            probs = [softmax(logits[label]) for label, _ in labels]
             for indices in itertools.product(*(range(len(m.values)) for _, m in labels)):
                 sample = {label: m.values[i] for (label, m), i in zip(labels, indices)}
                 weight = torch.stack([p[i] for p, i in zip(probs, indices)]).prod()

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from .objectives import Objectives
-from .pareto import non_dominated
+from .pareto import feasible_front
 
 Key = tuple[int, ...]
 
@@ -94,12 +94,8 @@ class Archive:
 
     def front(self, objectives: Objectives) -> list[tuple[Key, Evaluation]]:
         """Non-dominated trained architectures that satisfy every constraint."""
-        feasible = [(k, e) for k, e in self._entries.items()
-                    if e.status == TRAINED and all(v <= 0 for v in objectives.violations(e.metrics).values())]
-        if not feasible:
-            return []
-        points = np.stack([objectives.to_minimisation(e.metrics) for _, e in feasible])
-        return [feasible[i] for i in sorted(non_dominated(points))]
+        trained = [(k, e) for k, e in self._entries.items() if e.status == TRAINED]
+        return [trained[i] for i in feasible_front([e.metrics for _, e in trained], objectives)]
 
     def state_dict(self) -> list[dict[str, Any]]:
         """Plain lists and dicts (safe for ``torch.load(weights_only=True)``)."""

@@ -48,17 +48,22 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 from nni.mutable import Categorical, CategoricalMultiple
-from nni.nas.oneshot.pytorch.supermodule._expression_utils import traverse_all_options
 from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
 from nni.nas.oneshot.pytorch.supermodule.differentiable import (
     DifferentiableMixedCell, DifferentiableMixedLayer, DifferentiableMixedRepeat, MixedOpDifferentiablePolicy,
 )
 from nni.nas.oneshot.pytorch.supermodule.operation import MixedOperation
 
+from ..hardware_cost import SampleCostEstimator
+from ..metrics import ESTIMATOR_METRICS
+from ..nni_compat.supernet import (architecture_logits, is_architecture_parameter, label_softmax,
+                                   traverse_all_options)
+
 _logger = logging.getLogger(__name__)
 
-#: Metrics a :class:`HardwareCostTable` provides (from :func:`nni_capsnas.hardware_cost.network_cost`).
-HARDWARE_METRICS: tuple[str, ...] = ("energy_mj", "latency_ms", "memory_kib", "macs")
+#: Metrics a :class:`HardwareCostTable` provides: the estimator's, but ``params``, whose expectation
+#: :class:`ExpectedParams` computes exactly.
+HARDWARE_METRICS: tuple[str, ...] = tuple(name for name in ESTIMATOR_METRICS if name != "params")
 
 Term = Callable[[], torch.Tensor]
 
@@ -92,11 +97,6 @@ def _config_params(operation: MixedOperation, sample: Mapping[str, Any]) -> int:
         arguments[name] = expression.freeze(dict(sample))
     with torch.device("meta"):
         return _count(operation.bound_type(**arguments))
-
-
-def _softmax_of(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    softmax = getattr(module, "_softmax", None)
-    return softmax if softmax is not None else (lambda alpha: torch.softmax(alpha, dim=-1))
 
 
 class ExpectedParams:
@@ -166,24 +166,25 @@ class ExpectedParams:
 
     def _mixed_layer(self, module: DifferentiableMixedLayer) -> _Expectation:
         branches = [self._module(module[name]) for name in module.names]
-        return _Expectation(self._own(module), [self._weighted(module._arch_alpha, _softmax_of(module), branches)])
+        weighted = self._weighted(architecture_logits(module), label_softmax(module), branches)
+        return _Expectation(self._own(module), [weighted])
 
     def _mixed_cell(self, module: DifferentiableMixedCell) -> _Expectation:
         result = _Expectation()
         for name, child in module.named_children():
-            if name not in ("ops", "_arch_alpha"):
+            if name != "ops" and not is_architecture_parameter(name):
                 result.add(self._module(child))
-        softmax = _softmax_of(module)
+        softmax = label_softmax(module)
         for i, node_ops in enumerate(module.ops, start=module.num_predecessors):
             for j, edge in enumerate(node_ops):
                 branches = [self._module(op) for op in edge.values()]  # the "none" slot, if any, costs 0
-                alpha = module._arch_alpha[f"{module.label}/{i}_{j}"]
+                alpha = architecture_logits(module)[f"{module.label}/{i}_{j}"]
                 result.terms.append(self._weighted(alpha, softmax, branches))
         return result
 
     def _mixed_repeat(self, module: DifferentiableMixedRepeat) -> _Expectation:
         blocks = [self._module(block) for block in module.blocks]
-        alphas, softmax, depth = module._arch_alpha, _softmax_of(module), module.depth_choice
+        alphas, softmax, depth = architecture_logits(module), label_softmax(module), module.depth_choice
 
         def term() -> torch.Tensor:
             weights = {label: softmax(alpha) for label, alpha in alphas.items()}
@@ -211,7 +212,7 @@ class ExpectedParams:
         for indices in itertools.product(*(range(len(m.values)) for _, m in labels)):
             sample = {label: m.values[i] for (label, m), i in zip(labels, indices)}
             table.append((indices, float(_config_params(module, sample))))
-        alphas, softmax = module._arch_alpha, _softmax_of(module)
+        alphas, softmax = architecture_logits(module), label_softmax(module)
 
         def term() -> torch.Tensor:
             probs = [softmax(alphas[label]) for label, _ in labels]
@@ -279,8 +280,6 @@ class HardwareCostTable:
         labels
             Labels to vary (default: every label of the space).
         """
-        from nni_capsnas.hardware_cost import SampleCostEstimator
-
         mutables = space.simplify()
         estimator = SampleCostEstimator(space, input_shape, accelerator=accelerator)
         values = {label: _label_values(mutable, label) for label, mutable in mutables.items()}
@@ -317,7 +316,7 @@ class ExpectedLabelCost:
             raise ValueError(f"metric must be one of {HARDWARE_METRICS}, got {metric!r}")
         self.metric = metric
         self.base = float(table.base[metric])
-        self._softmax = softmax or (lambda alpha: torch.softmax(alpha, dim=-1))
+        self._probabilities = softmax or (lambda alpha: torch.softmax(alpha, dim=-1))
         self._deltas: list[tuple[torch.Tensor, torch.Tensor]] = []
         for label, variants in table.variants.items():
             deltas = torch.tensor([v[metric] - self.base for v in variants], dtype=torch.float64)
@@ -336,5 +335,5 @@ class ExpectedLabelCost:
         """Expected cost as a float64 scalar tensor."""
         total = torch.tensor(self.base, dtype=torch.float64)
         for alpha, deltas in self._deltas:
-            total = total + (self._softmax(alpha).to(torch.float64) * deltas).sum()
+            total = total + (self._probabilities(alpha).to(torch.float64) * deltas).sum()
         return total

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
@@ -15,6 +16,7 @@ from pymoo.algorithms.moo.nsga2 import NSGA2 as PymooNSGA2
 from pymoo.core.crossover import Crossover
 from pymoo.core.evaluator import Evaluator
 from pymoo.core.mutation import Mutation
+from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.operators.crossover.ux import UniformCrossover
 from pymoo.problems.static import StaticProblem
@@ -79,7 +81,9 @@ class NSGA2(Strategy):
         Stop after this many consecutive generations that produced no new trial (the
         space, or its feasible part, is exhausted).
     seed
-        Seed of pymoo's random generator.
+        Seed of pymoo's random generator. The generator's state is checkpointed with the
+        population (its ranks and crowding distances included), so a stopped and resumed
+        search proposes the same architectures as an uninterrupted one.
     """
 
     def __init__(self, *, population_size: int = 16, offspring_size: Optional[int] = None,
@@ -106,6 +110,11 @@ class NSGA2(Strategy):
         self.archive = Archive()
         self.generation = 0
         self._population: Optional[list[list[int]]] = None
+        #: pymoo's survival ranks and crowding distances of ``_population`` (tournaments read them).
+        self._population_rank: Optional[list[int]] = None
+        self._population_crowding: Optional[list[float]] = None
+        #: pymoo's bit-generator state at the end of the last generation, as JSON (128-bit integers).
+        self._rng_state: Optional[str] = None
         self._codec: Optional[SampleCodec] = None
         self._reported: dict[int, dict[str, Any]] = {}
         self._models: dict[Key, ExecutableModelSpace] = {}
@@ -145,6 +154,16 @@ class NSGA2(Strategy):
             self._reported[id(event.model)] = reported
 
     def _run(self) -> None:
+        try:
+            self._search()
+        finally:
+            front = self.pareto_front()
+            _logger.info("Pareto front after %d generations: %d architectures", self.generation, len(front))
+            for member in front:
+                _logger.info("  front member %s: %s", member["sample"],
+                             ", ".join(f"{name} {member[name]:.4g}" for name in self.objectives.names))
+
+    def _search(self) -> None:
         algorithm = self._make_algorithm()
         stalled = 0
         while True:
@@ -159,11 +178,10 @@ class NSGA2(Strategy):
                 return
             if self.trial_history is not None:
                 self.adopt_trials(self.trial_history())
-            F, G = self.archive.objective_arrays(keys, self.objectives)
-            Evaluator().eval(StaticProblem(algorithm.problem, F=F, G=G), population)
+            self._evaluate_population(algorithm, population)
             algorithm.tell(infills=population)
             self.generation += 1
-            self._population = [list(map(int, x)) for x in algorithm.pop.get("X")]
+            self._remember(algorithm)
             self._log_generation(submitted)
             for hook in self.on_generation_end:
                 hook()
@@ -181,6 +199,9 @@ class NSGA2(Strategy):
                          "their results are adopted when they finish", running)
         self.generation = int(state_dict["generation"])
         self._population = state_dict.get("population")
+        self._population_rank = state_dict.get("population_rank")
+        self._population_crowding = state_dict.get("population_crowding")
+        self._rng_state = state_dict.get("rng_state")
 
     def adopt_trials(self, records: Iterable[Any]) -> int:
         """Record what NNI knows of trials (``status``, ``sample``, ``metrics``) that the archive lacks.
@@ -228,7 +249,9 @@ class NSGA2(Strategy):
 
     def state_dict(self) -> dict:
         return {"archive": self.archive.state_dict(), "generation": self.generation,
-                "population": self._population, "seed": self.seed}
+                "population": self._population, "population_rank": self._population_rank,
+                "population_crowding": self._population_crowding, "rng_state": self._rng_state,
+                "seed": self.seed}
 
     def list_models(self, sort: bool = True, limit: Optional[int] = None) -> Iterator[ExecutableModelSpace]:
         """The Pareto front (``sort=True``, by ``default`` descending) or every trained model."""
@@ -261,8 +284,47 @@ class NSGA2(Strategy):
         algorithm = PymooNSGA2(pop_size=self.population_size, n_offsprings=self.offspring_size,
                                sampling=sampling, crossover=self.crossover, mutation=self.mutation,
                                eliminate_duplicates=True)
-        algorithm.setup(problem, termination=("n_gen", 10 ** 9), seed=self.seed + self.generation)
+        algorithm.setup(problem, termination=("n_gen", 10 ** 9), seed=self.seed)
+        if self._population:
+            self._restore(algorithm)
         return algorithm
+
+    def _remember(self, algorithm: PymooNSGA2) -> None:
+        """Keep what the next generation depends on: population, ranks, crowding, generator state."""
+        population = algorithm.pop
+        self._population = [list(map(int, x)) for x in population.get("X")]
+        self._population_rank = [int(rank) for rank in population.get("rank")]
+        self._population_crowding = [float(distance) for distance in population.get("crowding")]
+        self._rng_state = json.dumps(algorithm.random_state.bit_generator.state)
+
+    def _restore(self, algorithm: PymooNSGA2) -> None:
+        """Put a fresh pymoo NSGA-II where the checkpointed one was at the end of its last generation.
+
+        pymoo initialises from the saved population (its first ask/tell, answered from the
+        archive); then the saved order, ranks, crowding distances and generator state replace
+        what that re-initialisation computed, so the next offspring are the ones an
+        uninterrupted search would have proposed.
+        """
+        initial = algorithm.ask()
+        keys = [tuple(int(g) for g in x) for x in initial.get("X")]
+        self._evaluate_generation(keys)  # normally nothing to train: survivors are in the archive
+        self._evaluate_population(algorithm, initial)
+        algorithm.tell(infills=initial)
+        if self._population_rank is None or self._rng_state is None:
+            _logger.info("the checkpoint holds no generator state (an older release): the search continues "
+                         "with different random choices than an uninterrupted one")
+            return
+        population = Population.new(X=np.array(self._population, dtype=float))
+        self._evaluate_population(algorithm, population)
+        population.set("rank", np.array(self._population_rank), "crowding", np.array(self._population_crowding))
+        algorithm.pop = population
+        algorithm.random_state.bit_generator.state = json.loads(self._rng_state)
+
+    def _evaluate_population(self, algorithm: PymooNSGA2, population: Population) -> None:
+        """Give pymoo the archive's objective and constraint values of ``population``."""
+        keys = [tuple(int(g) for g in x) for x in population.get("X")]
+        F, G = self.archive.objective_arrays(keys, self.objectives)
+        Evaluator().eval(StaticProblem(algorithm.problem, F=F, G=G), population)
 
     def _require_codec(self) -> SampleCodec:
         if self._codec is None:

@@ -7,9 +7,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-DEFAULT_OBJECTIVES: dict[str, str] = {
-    "accuracy": "max", "energy_mj": "min", "latency_ms": "min", "memory_kib": "min",
-}
+from ..metrics import DEFAULT_OBJECTIVES, check_directions
 
 
 class Objectives:
@@ -25,17 +23,8 @@ class Objectives:
 
     def __init__(self, directions: Optional[Mapping[str, str]] = None,
                  constraints: Optional[Mapping[str, float]] = None) -> None:
-        directions = dict(DEFAULT_OBJECTIVES if directions is None else directions)
-        if not directions:
-            raise ValueError("objectives must name at least one metric")
-        for name, direction in directions.items():
-            if direction not in ("max", "min"):
-                raise ValueError(f"objectives[{name!r}] must be 'max' or 'min', got {direction!r}")
-        self.directions = directions
-        self.constraints = {name: float(bound) for name, bound in (constraints or {}).items()}
-        for name, bound in self.constraints.items():
-            if not math.isfinite(bound) or bound <= 0:
-                raise ValueError(f"constraints[{name!r}] must be a positive finite number, got {bound!r}")
+        self.directions = check_directions(DEFAULT_OBJECTIVES if directions is None else directions)
+        self.constraints = check_constraints(constraints or {})
 
     @property
     def names(self) -> list[str]:
@@ -55,6 +44,22 @@ class Objectives:
         """Relative excess ``metric / bound - 1`` of every constraint present in ``metrics``."""
         return {name: float(metrics[name]) / bound - 1.0 for name, bound in self.constraints.items()
                 if _is_finite_number(metrics.get(name))}
+
+
+def check_constraints(constraints: Mapping[str, float], owner: str = "constraints") -> dict[str, float]:
+    """Validate ``{metric: upper bound}`` (positive finite numbers); returns them as floats.
+
+    Raises
+    ------
+    ValueError
+        Naming the first bad bound (``<owner>.<metric>``).
+    """
+    checked = {}
+    for name, bound in constraints.items():
+        if not _is_finite_number(bound) or bound <= 0:
+            raise ValueError(f"{owner}.{name}: must be a positive finite number, got {bound!r}")
+        checked[name] = float(bound)
+    return checked
 
 
 def _is_finite_number(value: object) -> bool:

@@ -8,10 +8,10 @@ from typing import Any, Mapping
 
 import torch
 
-from .expected_cost import HARDWARE_METRICS
+from ..metrics import ESTIMATOR_METRICS
 
-#: Metrics a resource objective may constrain.
-RESOURCE_METRICS: tuple[str, ...] = ("params",) + HARDWARE_METRICS
+#: Metrics a resource objective may constrain: everything the hardware estimator answers.
+RESOURCE_METRICS: tuple[str, ...] = ESTIMATOR_METRICS
 #: How the expected cost becomes a loss.
 CONSTRAINT_MODES: tuple[str, ...] = ("abs", "max", "none")
 

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hw_estimators import Estimate, clear_cache, estimate
 from hw_estimators.model_source import structure
-from nni_capsnas.cli import main
+from nni_capsnas.app.cli import main
 
 from .conftest import small_conv_model
 

@@ -11,7 +11,7 @@ from nni.nas.experiment import NasExperiment
 from nni.nas.strategy import Random
 from nni.tools.nnictl import config_utils
 
-from nni_capsnas.webui import bind_webui
+from nni_capsnas.nni_compat.node_preloads import bind_webui
 from search_spaces import CapsNetSpace
 from trials.lightning import capsule_evaluator
 

@@ -55,9 +55,9 @@ def test_objectives_minimisation_and_violations() -> None:
 
 
 @pytest.mark.parametrize("directions, constraints, message", [
-    ({"accuracy": "maximise"}, None, "objectives\\['accuracy'\\] must be 'max' or 'min', got 'maximise'"),
+    ({"accuracy": "maximise"}, None, "objectives.accuracy: must be 'max' or 'min', got 'maximise'"),
     ({}, None, "at least one metric"),
-    (None, {"energy_mj": -1}, "constraints\\['energy_mj'\\] must be a positive finite number, got -1"),
+    (None, {"energy_mj": -1}, "constraints.energy_mj: must be a positive finite number, got -1"),
 ])
 def test_objectives_reject_bad_specs(directions, constraints, message) -> None:
     with pytest.raises(ValueError, match=message):
