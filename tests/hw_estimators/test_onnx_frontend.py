@@ -86,7 +86,7 @@ def test_unknown_op_costed_as_elementwise_and_warned_once(caplog: pytest.LogCapt
         workload = onnx_workload(_with_unknown_op())
     warnings = [record for record in caplog.records if "no parser" in record.getMessage()]
     assert len(warnings) == 1 and "custom.FancyOp x2" in warnings[0].getMessage()
-    assert workload.unknown_ops == ("custom.FancyOp",)
+    assert workload.unknown_ops == {"custom.FancyOp": 2}
     fancy = [layer for layer in workload.layers if layer.op_type == "FancyOp"]
     assert [layer.kind for layer in fancy] == ["elementwise", "elementwise"] and fancy[0].ops == 6
 
@@ -144,9 +144,9 @@ def test_elementwise_chains_of_one_module_are_fused(capsnet_export) -> None:
 def test_dynamic_batch_taken_as_one(caplog: pytest.LogCaptureFixture) -> None:
     model = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [_info("x", ["batch", 5])],
                    [_info("y", ["batch", 5])])
-    with caplog.at_level(logging.WARNING, logger="hw_estimators.onnx_frontend"):
+    with caplog.at_level(logging.WARNING, logger="hw_estimators.onnx_shapes"):
         (layer,) = onnx_workload(model).layers
-    assert layer.ops == 5 and "dynamic dimensions ['batch']" in caplog.text
+    assert layer.ops == 5 and "dynamic dimensions 'batch' (in 2 tensors) are taken as 1" in caplog.text
 
 
 def test_registry_has_explicit_entries() -> None:
