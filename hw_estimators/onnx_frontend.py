@@ -46,7 +46,7 @@ from .onnx_fusion import elementwise_groups, group_boundary
 from .onnx_graph import GraphIndex
 from .onnx_memory import peak_live_activations
 from .onnx_ops import (
-    DATA_MOVEMENT_OPS, ELEMENTWISE_OPS, POOL_OPS, QUANTIZATION_OPS, VIEW_OPS, is_default_domain,
+    DATA_MOVEMENT_OPS, ELEMENTWISE_OPS, MICROSOFT_ELEMENTWISE_OPS, POOL_OPS, QUANTIZATION_OPS, VIEW_OPS,
 )
 from .onnx_shapes import resolve_shapes
 from .workload import Layer, Workload, format_unknown_ops, prod
@@ -84,7 +84,7 @@ CONV_OPERANDS: dict[str, Operands] = {
 }
 MATMUL_OPERANDS: dict[str, Operands] = {
     "MatMul": Operands(0, 1), "Gemm": Operands(0, 1, 2), "QLinearMatMul": Operands(0, 3),
-    "MatMulInteger": Operands(0, 1),
+    "MatMulInteger": Operands(0, 1), "QGemm": Operands(0, 3, 6),
 }
 
 
@@ -385,19 +385,22 @@ def parse_matmul(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> 
 
 
 def parse_gemm(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
-    """Gemm ``alpha * A' B' + beta * C``: ``B`` stationary unless only ``A`` is a weight."""
-    a_shape = _require(context, node, node.input[0])
-    b_shape = _require(context, node, node.input[1])
+    """Gemm ``alpha * A' B' + beta * C`` (and onnxruntime's QGemm): ``B`` stationary unless only ``A`` is a
+    weight."""
+    operands = MATMUL_OPERANDS[node.op_type]
+    first, second = _operand(node, operands.data), _operand(node, operands.weight)
+    a_shape = _require(context, node, first)
+    b_shape = _require(context, node, second)
     attributes = _attributes(node)
     m, k = (a_shape[1], a_shape[0]) if attributes.get("transA", 0) else (a_shape[0], a_shape[1])
     n = b_shape[0] if attributes.get("transB", 0) else b_shape[1]
-    a_weight, b_weight = context.is_weight(node.input[0]), context.is_weight(node.input[1])
+    a_weight, b_weight = context.is_weight(first), context.is_weight(second)
     stationary_is_a = a_weight and not b_weight
     view = _gemm_view((), (), m, k, n, stationary_is_a=stationary_is_a)
     kind = _contraction_kind(info, a_weight or b_weight, "matmul")
-    bias, extra = _bias(kind, a_weight or b_weight, bool(_operand(node, 2)), info, n)
-    return _base(node, context, info, kind, stationary=node.input[0] if stationary_is_a else node.input[1],
-                 extra_weights=extra, bias=bias, **view)
+    bias, extra = _bias(kind, a_weight or b_weight, bool(_operand(node, operands.bias)), info, n)
+    return _base(node, context, info, kind, stationary=first if stationary_is_a else second, extra_weights=extra,
+                 bias=bias, **view)
 
 
 def parse_einsum(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
@@ -484,13 +487,22 @@ def parse_unknown(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) ->
 PARSERS: dict[str, Parser] = {
     **{op: parse_conv for op in CONV_OPERANDS if op != "ConvTranspose"},
     "ConvTranspose": parse_conv_transpose,
-    **{op: parse_matmul for op in MATMUL_OPERANDS if op != "Gemm"},
+    **{op: parse_matmul for op in MATMUL_OPERANDS if op not in ("Gemm", "QGemm")},
     "Gemm": parse_gemm,
     "Einsum": parse_einsum,
     **{op: parse_elementwise for op in ELEMENTWISE_OPS},
     **{op: parse_pool for op in POOL_OPS},
     **{op: parse_no_cost for op in DATA_MOVEMENT_OPS | QUANTIZATION_OPS},
 }
+#: Operators of onnxruntime's ``com.microsoft`` domain that its quantizer writes (QOperator format).
+MICROSOFT_PARSERS: dict[str, Parser] = {
+    "QGemm": parse_gemm,
+    **{op: parse_elementwise for op in MICROSOFT_ELEMENTWISE_OPS},
+    "QLinearAveragePool": parse_pool,
+    **{op: parse_no_cost for op in ("QLinearConcat", *QUANTIZATION_OPS)},
+}
+#: Operator domain -> its registry.
+DOMAIN_PARSERS: dict[str, dict[str, Parser]] = {"": PARSERS, "ai.onnx": PARSERS, "com.microsoft": MICROSOFT_PARSERS}
 #: Parsers of products with a weight operand that may absorb per-channel affine nodes, and the
 #: output channel axis of their result.
 _FOLD_HOSTS: dict[Parser, int] = {parse_conv: 1, parse_conv_transpose: 1, parse_matmul: -1, parse_gemm: -1}
@@ -543,7 +555,7 @@ def _choose_parsers(index: GraphIndex, constants: ConstantAnalysis, strict: bool
         if position in constants.folded_nodes:
             parsers.append(parse_no_cost)
             continue
-        parser = PARSERS.get(node.op_type) if is_default_domain(node.domain) else None
+        parser = DOMAIN_PARSERS.get(node.domain, {}).get(node.op_type)
         if parser is None:
             if strict:
                 raise ValueError(f"strict=True: no parser for ONNX operator {node.op_type!r} "

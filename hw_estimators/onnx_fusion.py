@@ -4,13 +4,14 @@ A vector unit runs a chain of element-wise operations (a squash, a SiLU, a resid
 the ``Relu`` after it) in one pass: operations add up, intermediate results stay in registers.
 The rule here depends only on the graph's data flow, not on node order or exporter metadata:
 
-    an element-wise node joins the layer of the element-wise nodes that read its output when
-    *all* the nodes computing on that output (looking through data movement and other free
-    nodes) are element-wise, and the output is not a graph output.
+    an element-wise node joins the layer of the element-wise nodes that read its outputs when
+    *all* the nodes computing on *each* of its outputs (looking through data movement and other
+    free nodes) are element-wise, and no output is a graph output.
 
-So a tensor leaves a layer exactly when a contraction, an unknown operator or the graph's caller
-reads it, and a layer's inputs and outputs are the tensors that cross its boundary, each counted
-once. (Layer fusion across contractions, e.g. a ReLU in a convolution's output stage, is left out:
+So a node whose result a contraction, an unknown operator or the graph's caller reads ends its
+layer (a node with several outputs, such as ``DynamicQuantizeLinear``, does not chain two layers
+together through one of them), and a layer's inputs and outputs are the tensors that cross its
+boundary, each counted once. (Layer fusion across contractions, e.g. a ReLU in a convolution's output stage, is left out:
 it would hide the element-wise work the accelerator models price.)
 
 Hand-written: onnxruntime's fusions (``GeluFusion``, ``LayerNormFusion``, ...) replace known
@@ -72,16 +73,19 @@ def elementwise_groups(index: GraphIndex, fusable: Collection[int],
         return node
 
     for producer in fusable:
+        joined: set[int] = set()
         for name in index.nodes[producer].output:
             if not name:
                 continue
             readers, escapes = index.compute_readers(name, transparent)
             if escapes or not readers or not readers <= fusable:
-                continue
-            for reader in readers:
-                first, second = find(producer), find(reader)
-                if first != second:
-                    parent[max(first, second)] = min(first, second)
+                joined.clear()
+                break
+            joined |= readers
+        for reader in joined:
+            first, second = find(producer), find(reader)
+            if first != second:
+                parent[max(first, second)] = min(first, second)
     groups: dict[int, list[int]] = {}
     for node in sorted(fusable):
         groups.setdefault(find(node), []).append(node)

@@ -35,6 +35,10 @@ ELEMENTWISE_OPS: frozenset[str] = frozenset({
     "DynamicQuantizeLinear",
 })
 POOL_OPS: frozenset[str] = frozenset({"MaxPool", "AveragePool", "LpPool"})
+#: Element-wise operators of onnxruntime's ``com.microsoft`` domain on quantized tensors.
+MICROSOFT_ELEMENTWISE_OPS: frozenset[str] = frozenset({
+    "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QLinearGlobalAveragePool",
+})
 #: Operators never constant-folded, whatever their inputs.
 NONDETERMINISTIC_OPS: frozenset[str] = frozenset({
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli",
@@ -50,6 +54,14 @@ QUANTIZATION_PARAMETER_INPUTS: dict[str, frozenset[int]] = {
     "QLinearMatMul": frozenset({1, 2, 4, 5, 6, 7}),
     "ConvInteger": frozenset({2, 3}),
     "MatMulInteger": frozenset({2, 3}),
+    "QGemm": frozenset({1, 2, 4, 5, 7, 8}),
+    "QLinearAdd": frozenset({1, 2, 4, 5, 6, 7}),
+    "QLinearMul": frozenset({1, 2, 4, 5, 6, 7}),
+    "QLinearGlobalAveragePool": frozenset({1, 2, 3, 4}),
+    "QLinearAveragePool": frozenset({1, 2, 3, 4}),
+    "QLinearSigmoid": frozenset({1, 2, 3, 4}),
+    "QLinearLeakyRelu": frozenset({1, 2, 3, 4}),
+    "QLinearSoftmax": frozenset({1, 2, 3, 4}),
 }
 
 #: Bits of one element of each ONNX element type.
