@@ -43,7 +43,7 @@ from .onnx_bits import TensorBits
 from .onnx_constants import ConstantAnalysis, analyse_constants
 from .onnx_folding import AffineFold, affine_folds
 from .onnx_fusion import elementwise_groups, group_boundary
-from .onnx_graph import GraphIndex
+from .onnx_graph import DataFlow, GraphIndex
 from .onnx_memory import peak_live_activations
 from .onnx_ops import (
     DATA_MOVEMENT_OPS, ELEMENTWISE_OPS, MICROSOFT_ELEMENTWISE_OPS, POOL_OPS, QUANTIZATION_OPS, VIEW_OPS,
@@ -616,7 +616,8 @@ def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bo
         absorbed = {member: fold.host for fold in folds.values() for member in fold.absorbed}
         free = {member for member, parser in enumerate(parsers) if parser is parse_no_cost} | set(absorbed)
         fusable = [member for member, parser in enumerate(parsers) if parser in _FUSABLE and member not in free]
-        groups = elementwise_groups(index, fusable, free) if fuse_elementwise else [(member,) for member in fusable]
+        flow = DataFlow(index, free)
+        groups = elementwise_groups(flow, fusable) if fuse_elementwise else [(member,) for member in fusable]
         roots = index.alias_roots({member: index.nodes[member].input[0] for member, node in enumerate(index.nodes)
                                    if node.op_type in VIEW_OPS and member in free and node.input} |
                                   {member: _chained_input(index.nodes[member], constants) for member in absorbed})
@@ -629,8 +630,7 @@ def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bo
                 continue
             info = _node_info(node, position, names, context.routing_classes, folds.get(position))
             if position in first_of:
-                boundary = group_boundary(index, first_of[position], roots=roots, constants=constants.constants,
-                                          transparent=free)
+                boundary = group_boundary(flow, first_of[position], roots=roots, constants=constants.constants)
                 layers.append(_group_layer(first_of[position], index, context, info, parsers, boundary.inputs,
                                            boundary.outputs))
                 continue

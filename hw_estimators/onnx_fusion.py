@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Collection, Mapping
 
-from .onnx_graph import GraphIndex
+from .onnx_graph import DataFlow, GraphIndex
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,19 +44,15 @@ class GroupBoundary:
     outputs: tuple[str, ...]
 
 
-def elementwise_groups(index: GraphIndex, fusable: Collection[int],
-                       transparent: Collection[int]) -> list[tuple[int, ...]]:
+def elementwise_groups(flow: DataFlow, fusable: Collection[int]) -> list[tuple[int, ...]]:
     """Groups of ``fusable`` node indices merged by the rule of the module docstring.
 
     Parameters
     ----------
-    index
-        The graph's index.
+    flow
+        The graph's data flow through its free nodes.
     fusable
         Element-wise nodes that may be merged.
-    transparent
-        Free nodes the data flow is followed through (data movement, folded constants,
-        quantization boundaries, folded affine nodes).
 
     Returns
     -------
@@ -74,10 +70,10 @@ def elementwise_groups(index: GraphIndex, fusable: Collection[int],
 
     for producer in fusable:
         joined: set[int] = set()
-        for name in index.nodes[producer].output:
+        for name in flow.index.nodes[producer].output:
             if not name:
                 continue
-            readers, escapes = index.compute_readers(name, transparent)
+            readers, escapes = flow.readers(name)
             if escapes or not readers or not readers <= fusable:
                 joined.clear()
                 break
@@ -92,23 +88,22 @@ def elementwise_groups(index: GraphIndex, fusable: Collection[int],
     return sorted(tuple(members) for members in groups.values())
 
 
-def group_boundary(index: GraphIndex, members: tuple[int, ...], *, roots: Mapping[str, str],
-                   constants: Collection[str], transparent: Collection[int]) -> GroupBoundary:
+def group_boundary(flow: DataFlow, members: tuple[int, ...], *, roots: Mapping[str, str],
+                   constants: Collection[str]) -> GroupBoundary:
     """The tensors crossing the boundary of the group ``members``.
 
     Parameters
     ----------
-    index
-        The graph's index.
+    flow
+        The graph's data flow through its free nodes.
     members
         The group's node indices.
     roots
         Tensor -> the tensor whose memory it shares (views).
     constants
         Tensors known before inference (neither inputs nor outputs: weights are charged apart).
-    transparent
-        Free nodes the data flow is followed through.
     """
+    index = flow.index
     inside = set(members)
     seen_roots: set[str] = set()
     inputs: list[str] = []
@@ -126,7 +121,7 @@ def group_boundary(index: GraphIndex, members: tuple[int, ...], *, roots: Mappin
         for name in node.output:
             if not name:
                 continue
-            readers, escapes = index.compute_readers(name, transparent)
+            readers, escapes = flow.readers(name)
             if escapes or not readers or not readers <= inside:
                 outputs.append(name)
     return GroupBoundary(inputs=tuple(inputs), outputs=tuple(outputs))

@@ -62,33 +62,6 @@ class GraphIndex:
         """Indices of the nodes reading tensor ``name``."""
         return self.readers.get(name, ())
 
-    def compute_readers(self, name: str, transparent: Collection[int]) -> tuple[frozenset[int], bool]:
-        """Nodes that compute on tensor ``name``, looking through ``transparent`` nodes.
-
-        Returns
-        -------
-        readers
-            Non-transparent nodes reached from ``name`` through chains of transparent nodes.
-        escapes
-            Whether ``name`` (or a transparent node's output derived from it) is a graph output.
-        """
-        found: set[int] = set()
-        escapes = False
-        pending = [name]
-        visited: set[str] = set()
-        while pending:
-            tensor = pending.pop()
-            if tensor in visited:
-                continue
-            visited.add(tensor)
-            escapes = escapes or tensor in self.graph_outputs
-            for reader in self.readers.get(tensor, ()):
-                if reader in transparent:
-                    pending.extend(output for output in self.nodes[reader].output if output)
-                else:
-                    found.add(reader)
-        return frozenset(found), escapes
-
     def alias_roots(self, sources: Mapping[int, str]) -> dict[str, str]:
         """Tensor -> the tensor whose memory it shares.
 
@@ -104,3 +77,56 @@ class GraphIndex:
             if source and node.output and node.output[0]:
                 roots[node.output[0]] = roots.get(source, source)
         return roots
+
+
+class DataFlow:
+    """Which nodes compute on each tensor, looking through free nodes; answers are memoised.
+
+    Parameters
+    ----------
+    index
+        The graph's index.
+    transparent
+        Free nodes (data movement, folded constants, quantization boundaries, folded affine
+        nodes) that the data flow is followed through.
+    """
+
+    def __init__(self, index: GraphIndex, transparent: Collection[int]) -> None:
+        self.index = index
+        self.transparent = frozenset(transparent)
+        self._known: dict[str, tuple[frozenset[int], bool]] = {}
+
+    def readers(self, name: str) -> tuple[frozenset[int], bool]:
+        """Nodes that compute on tensor ``name``.
+
+        Returns
+        -------
+        readers
+            Non-transparent nodes reached from ``name`` through chains of transparent nodes.
+        escapes
+            Whether ``name`` (or a transparent node's output derived from it) is a graph output.
+        """
+        known = self._known.get(name)
+        if known is None:
+            known = self._known[name] = self._search(name)
+        return known
+
+    def _search(self, name: str) -> tuple[frozenset[int], bool]:
+        index, transparent = self.index, self.transparent
+        found: set[int] = set()
+        escapes = False
+        pending = [name]
+        visited: set[str] = set()
+        while pending:
+            tensor = pending.pop()
+            if tensor in visited:
+                continue
+            visited.add(tensor)
+            escapes = escapes or tensor in index.graph_outputs
+            for reader in index.readers.get(tensor, ()):
+                if reader in transparent:
+                    pending.extend(output for output in index.nodes[reader].output if output)
+                else:
+                    found.add(reader)
+        return frozenset(found), escapes
+

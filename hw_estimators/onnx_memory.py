@@ -42,23 +42,32 @@ def peak_live_activations(index: GraphIndex, sizes: Mapping[str, int], *, roots:
                 last_use[roots.get(name, name)] = position
     for name in index.graph_outputs:
         last_use[roots.get(name, name)] = end
+    # what each node frees once it has run: the activations it reads or writes for the last time
+    releases: dict[int, list[str]] = {}
     live: dict[str, tuple[int, int]] = {}
+
+    def allocate(name: str, written_at: int) -> tuple[int, int]:
+        size = sizes.get(name, 0)
+        live[name] = (size, size * bits(name))
+        releases.setdefault(max(last_use.get(name, written_at), written_at), []).append(name)
+        return live[name]
+
     elements = total_bits = 0
     for name in index.graph_inputs:
         if name not in constants and name not in live:
-            size = sizes.get(name, 0)
-            live[name] = (size, size * bits(name))
-            elements, total_bits = elements + size, total_bits + size * bits(name)
+            size, size_bits = allocate(name, 0)
+            elements, total_bits = elements + size, total_bits + size_bits
     peak_elements, peak_bits = elements, total_bits
     for position, node in enumerate(index.nodes):
         for name in node.output:
             if name and name not in roots and name not in constants and name not in live:
-                size = sizes.get(name, 0)
-                live[name] = (size, size * bits(name))
-                elements, total_bits = elements + size, total_bits + live[name][1]
-        peak_elements, peak_bits = max(peak_elements, elements), max(peak_bits, total_bits)
-        for name in {roots.get(name, name) for name in (*node.input, *node.output) if name}:
-            if name in live and last_use.get(name, -1) <= position:
-                size, size_bits = live.pop(name)
-                elements, total_bits = elements - size, total_bits - size_bits
+                size, size_bits = allocate(name, position)
+                elements, total_bits = elements + size, total_bits + size_bits
+        if elements > peak_elements:
+            peak_elements = elements
+        if total_bits > peak_bits:
+            peak_bits = total_bits
+        for name in releases.pop(position, ()):
+            size, size_bits = live.pop(name)
+            elements, total_bits = elements - size, total_bits - size_bits
     return peak_elements, peak_bits
