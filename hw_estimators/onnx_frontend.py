@@ -128,9 +128,8 @@ class NodeContext:
     routing_classes
         Class names of routing capsule modules.
     counted
-        Trained initializers already charged to an earlier layer (each is charged once).
-    folded_weights
-        Weights the folds added (biases of contractions that absorbed a shift).
+        Trained initializers already charged to an earlier layer (each is charged once), or
+        replaced by a layer's canonical bias.
     """
 
     shapes: dict[str, tuple[int, ...]]
@@ -138,7 +137,6 @@ class NodeContext:
     bits: TensorBits
     routing_classes: frozenset[str]
     counted: set[str] = field(default_factory=set)
-    folded_weights: int = 0
     sizes: dict[str, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -273,22 +271,31 @@ def _operand(node: onnx.NodeProto, position: Optional[int]) -> str:
     return node.input[position]
 
 
+@dataclass(frozen=True)
+class BiasStage:
+    """A contraction's bias: whether it applies one, the elements it stores, the graph tensor they replace."""
+
+    applies: bool = False
+    weights: int = 0
+    replaces: str = ""
+
+
 def _base(node: onnx.NodeProto, context: NodeContext, info: NodeInfo, kind: str, *, stationary: str = "",
-          extra_weights: int = 0, **fields) -> Layer:
+          bias: BiasStage = BiasStage(), **fields) -> Layer:
     """A layer of ``node`` with its weights, activations and bit widths filled in.
 
     ``stationary`` names the operand held in the array (its width is the layer's ``weight_bits``);
     without it, the widest trained input. A folded layer writes the last absorbed node's output.
     """
+    context.counted.update(context.constants.weight_sources.get(bias.replaces, ()))
     activations = context.activations(node)
     outputs = [info.fold.output] if info.fold is not None else [name for name in node.output if name]
     if stationary:
         weight_bits = context.operand_bits(stationary)
     else:
         weight_bits = max((context.operand_bits(name) for name in node.input if context.is_weight(name)), default=0)
-    context.folded_weights += extra_weights
     return Layer(name=info.name, kind=kind, op_type=node.op_type, module=info.module, scope=info.scope,
-                 weights=context.charge_weights(node) + extra_weights,
+                 weights=context.charge_weights(node) + bias.weights, bias=bias.applies,
                  input_elements=sum(context.size(name) for name in activations),
                  output_elements=sum(context.size(name) for name in outputs), weight_bits=weight_bits,
                  activation_bits=context.bits.widest(activations), output_bits=context.bits.widest(outputs), **fields)
@@ -300,12 +307,17 @@ def _contraction_kind(info: NodeInfo, has_weights: bool, default: str) -> str:
     return "capsule_votes" if has_weights else "routing"
 
 
-def _bias(kind: str, has_weights: bool, has_bias_input: bool, info: NodeInfo, channels: int) -> tuple[bool, int]:
-    """Whether a contraction applies a bias, and the bias elements a fold adds to its weights."""
+def _bias(kind: str, has_weights: bool, bias_input: str, info: NodeInfo, channels: int) -> BiasStage:
+    """The bias stage of a contraction with ``channels`` outputs (see :data:`CANONICAL_BIAS_KINDS`).
+
+    A ``conv`` or ``matmul`` layer with weights always stores one bias per output channel, in place
+    of whatever bias tensor the graph gives it; other contractions have the graph's bias, or the
+    shift of a folded affine node.
+    """
+    if kind in CANONICAL_BIAS_KINDS and has_weights:
+        return BiasStage(applies=True, weights=channels, replaces=bias_input)
     folded_shift = info.fold is not None and info.fold.adds_bias
-    extra = channels if folded_shift and not has_bias_input else 0
-    canonical = kind in CANONICAL_BIAS_KINDS and has_weights
-    return has_bias_input or folded_shift or canonical, extra
+    return BiasStage(applies=bool(bias_input) or folded_shift, weights=channels if folded_shift and not bias_input else 0)
 
 
 def parse_conv(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
@@ -326,9 +338,9 @@ def parse_conv(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> La
     k = channels_per_group * prod(kernel)
     n = out_channels // groups
     kind = _contraction_kind(info, True, "conv")
-    bias, extra = _bias(kind, context.is_weight(weight), bool(_operand(node, operands.bias)), info, out_channels)
-    return _base(node, context, info, kind, stationary=weight, extra_weights=extra, macs=groups * positions * k * n,
-                 batch=groups, m=positions, k=k, n=n, bias=bias, in_channels=in_channels, out_channels=out_channels,
+    bias = _bias(kind, context.is_weight(weight), _operand(node, operands.bias), info, out_channels)
+    return _base(node, context, info, kind, stationary=weight, bias=bias, macs=groups * positions * k * n,
+                 batch=groups, m=positions, k=k, n=n, in_channels=in_channels, out_channels=out_channels,
                  kernel=kernel, stride=strides, out_size=out_size, groups=groups, images=images)
 
 
@@ -343,9 +355,9 @@ def parse_conv_transpose(node: onnx.NodeProto, context: NodeContext, info: NodeI
     n = w_shape[1] * prod(kernel)
     m = images * prod(x_shape[2:])
     kind = _contraction_kind(info, True, "conv")
-    bias, extra = _bias(kind, context.is_weight(node.input[1]), bool(_operand(node, 2)), info, w_shape[1] * groups)
-    return _base(node, context, info, kind, stationary=node.input[1], extra_weights=extra, macs=groups * m * k * n,
-                 batch=groups, m=m, k=k, n=n, bias=bias, detail="ConvTranspose as GEMM")
+    bias = _bias(kind, context.is_weight(node.input[1]), _operand(node, 2), info, w_shape[1] * groups)
+    return _base(node, context, info, kind, stationary=node.input[1], bias=bias, macs=groups * m * k * n,
+                 batch=groups, m=m, k=k, n=n, detail="ConvTranspose as GEMM")
 
 
 def _gemm_view(a_batch: Sequence[int], b_batch: Sequence[int], m: int, k: int, n: int,
@@ -379,9 +391,8 @@ def parse_matmul(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> 
     view = _gemm_view(a[:-2], b[:-2], a[-2], a[-1], b[-1], stationary_is_a=stationary_is_a)
     kind = _contraction_kind(info, a_weight or b_weight, "matmul")
     channels = a[-2] if stationary_is_a else b[-1]
-    bias, extra = _bias(kind, a_weight or b_weight, False, info, channels)
-    return _base(node, context, info, kind, stationary=first if stationary_is_a else second, extra_weights=extra,
-                 bias=bias, **view)
+    bias = _bias(kind, a_weight or b_weight, "", info, channels)
+    return _base(node, context, info, kind, stationary=first if stationary_is_a else second, bias=bias, **view)
 
 
 def parse_gemm(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
@@ -398,9 +409,8 @@ def parse_gemm(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> La
     stationary_is_a = a_weight and not b_weight
     view = _gemm_view((), (), m, k, n, stationary_is_a=stationary_is_a)
     kind = _contraction_kind(info, a_weight or b_weight, "matmul")
-    bias, extra = _bias(kind, a_weight or b_weight, bool(_operand(node, operands.bias)), info, n)
-    return _base(node, context, info, kind, stationary=first if stationary_is_a else second, extra_weights=extra,
-                 bias=bias, **view)
+    bias = _bias(kind, a_weight or b_weight, _operand(node, operands.bias), info, n)
+    return _base(node, context, info, kind, stationary=first if stationary_is_a else second, bias=bias, **view)
 
 
 def parse_einsum(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
@@ -447,10 +457,10 @@ def parse_einsum(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> 
     if a_weight and not b_weight:
         m, n = n, m
     kind = _contraction_kind(info, a_weight or b_weight, "matmul")
-    bias, extra = _bias(kind, a_weight or b_weight, False, info, n)
+    bias = _bias(kind, a_weight or b_weight, "", info, n)
     stationary = node.input[0] if a_weight and not b_weight else node.input[1]
-    return _base(node, context, info, kind, stationary=stationary, extra_weights=extra, macs=total, batch=batch,
-                 m=m, k=k, n=n, bias=bias, detail=equation)
+    return _base(node, context, info, kind, stationary=stationary, bias=bias, macs=total, batch=batch, m=m, k=k, n=n,
+                 detail=equation)
 
 
 def elementwise_ops(node: onnx.NodeProto, context: NodeContext) -> int:
@@ -640,7 +650,8 @@ def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bo
         position, node = -1, None
         peak_elements, peak_bits = peak_live_activations(index, context.sizes, roots=roots,
                                                          constants=constants.constants, bits=context.bits)
-        params = _stored_weights(index, constants, absorbed) + context.folded_weights
+        params = sum(layer.weights for layer in layers) + _uncharged_weights(index, constants, absorbed,
+                                                                              context.counted)
     except (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as error:
         # A node that breaks its operator's schema (missing attribute, wrong attribute type, ...).
         where = f"node {node.name or position!r} ({node.op_type})" if node is not None else "graph"
@@ -657,10 +668,14 @@ def _chained_input(node: onnx.NodeProto, constants: ConstantAnalysis) -> str:
     return next((name for name in node.input if name and name not in constants.constants), "")
 
 
-def _stored_weights(index: GraphIndex, constants: ConstantAnalysis, absorbed: dict[int, int]) -> int:
-    """Trained elements the canonical graph stores: all but those only folded nodes read."""
+def _uncharged_weights(index: GraphIndex, constants: ConstantAnalysis, absorbed: dict[int, int],
+                       counted: set[str]) -> int:
+    """Trained elements the canonical graph stores outside any layer (e.g. an embedding table read by
+    ``Gather``): those neither charged to a layer nor read only by folded nodes."""
     total = 0
     for source, size in constants.weight_sizes.items():
+        if source in counted:
+            continue
         readers = index.readers_of(source)
         if not readers or any(reader not in absorbed for reader in readers):
             total += size

@@ -107,7 +107,7 @@ def test_einsum_with_ellipsis_and_weight_first() -> None:
     assert layer.kind == "matmul" and layer.macs == 2 * 7 * 5 * 3
     # the weight (5 x 3) is stationary: k = 3, n = 5, m = 14 streamed vectors
     assert (layer.batch, layer.m, layer.k, layer.n) == (1, 14, 3, 5)
-    assert layer.weights == 15
+    assert layer.bias and layer.weights == 15 + 5  # the canonical bias stage: one per output
 
 
 def test_matmul_broadcast_and_gemm() -> None:

@@ -82,7 +82,8 @@ def test_integer_convolutions_are_convolutions_at_eight_bits(op_type: str, outpu
     assert layer.kind == "conv" and layer.op_type == op_type
     assert layer.macs == 16 * 27 * 8 and layer.kernel == (3, 3)
     assert (layer.weight_bits, layer.activation_bits, layer.output_bits) == (8, 8, output_bits)
-    assert layer.weights == 8 * 27 + (8 if op_type == "QLinearConv" else 0)  # scales and zero points are not weights
+    # int8 weights and the canonical bias stage (the graph's int32 bias, or none); scales and zero points are not weights
+    assert layer.bias and layer.weights == 8 * 27 + 8
     row = estimate(_quantized_conv_graph(op_type), "systolic").layers.iloc[0]
     assert row["bits"] == 8
 
@@ -110,7 +111,7 @@ def _quantized_matmul_graph(op_type: str) -> onnx.ModelProto:
 def test_integer_products_are_matmuls_at_eight_bits(op_type: str) -> None:
     (layer,) = onnx_workload(_quantized_matmul_graph(op_type)).layers
     assert layer.kind == "matmul" and layer.macs == 4 * 6 * 5
-    assert (layer.batch, layer.m, layer.k, layer.n) == (1, 4, 6, 5) and layer.weights == 30
+    assert (layer.batch, layer.m, layer.k, layer.n) == (1, 4, 6, 5) and layer.weights == 30 + 5
     assert (layer.weight_bits, layer.activation_bits) == (8, 8)
 
 
