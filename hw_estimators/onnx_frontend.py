@@ -48,7 +48,7 @@ from .onnx_memory import peak_live_activations
 from .onnx_ops import (
     DATA_MOVEMENT_OPS, ELEMENTWISE_OPS, MICROSOFT_ELEMENTWISE_OPS, POOL_OPS, QUANTIZATION_OPS, VIEW_OPS,
 )
-from .onnx_shapes import resolve_shapes
+from .onnx_shapes import TensorTable, resolve_shapes
 from .workload import Layer, Workload, format_unknown_ops, prod
 
 _logger = logging.getLogger(__name__)
@@ -586,6 +586,109 @@ def _load(model: Union[onnx.ModelProto, str, os.PathLike]) -> onnx.ModelProto:
     return model
 
 
+@dataclass(kw_only=True)
+class CanonicalReading:
+    """How each node of a graph is read (see the module docstring), before any layer is built.
+
+    Parameters
+    ----------
+    index
+        The graph's index.
+    context
+        Shapes, constants, bit widths and weight charging, shared by the parsers.
+    parsers
+        The parser of each node.
+    unknown
+        Operator types without a parser -> number of nodes.
+    folds
+        Affine nodes absorbed by each contraction, by the contraction's index.
+    free
+        Nodes that produce no layer (data movement, folded constants, quantization boundaries,
+        absorbed affine nodes).
+    flow
+        The data flow through the free nodes.
+    groups
+        Element-wise nodes merged into one layer each.
+    roots
+        View -> the tensor whose memory it shares.
+    """
+
+    index: GraphIndex
+    context: NodeContext
+    parsers: list[Parser]
+    unknown: Counter
+    folds: dict[int, AffineFold]
+    free: set[int]
+    flow: DataFlow
+    groups: list[tuple[int, ...]]
+    roots: dict[str, str]
+
+    @classmethod
+    def of(cls, index: GraphIndex, tensors: TensorTable, *, strict: bool, routing_classes: frozenset[str],
+           fuse_elementwise: bool) -> CanonicalReading:
+        """Read the graph behind ``index``."""
+        constants = analyse_constants(index, tensors)
+        context = NodeContext(shapes=tensors.shapes, constants=constants, bits=TensorBits(index, tensors.types),
+                              routing_classes=routing_classes)
+        parsers, unknown = _choose_parsers(index, constants, strict)
+        hosts = {host: _FOLD_HOSTS[parsers[host]] for host, node in enumerate(index.nodes)
+                 if parsers[host] in _FOLD_HOSTS and context.is_weight(_weight_operand(node))}
+        folds = affine_folds(index, constants, tensors.shapes, hosts, skip=constants.folded_nodes)
+        absorbed = {member for fold in folds.values() for member in fold.absorbed}
+        free = {member for member, parser in enumerate(parsers) if parser is parse_no_cost} | absorbed
+        fusable = [member for member, parser in enumerate(parsers) if parser in _FUSABLE and member not in free]
+        flow = DataFlow(index, free)
+        groups = elementwise_groups(flow, fusable) if fuse_elementwise else [(member,) for member in fusable]
+        views = {member: node.input[0] for member, node in enumerate(index.nodes)
+                 if node.op_type in VIEW_OPS and member in free and node.input}
+        views.update({member: _chained_input(index.nodes[member], constants) for member in absorbed})
+        return cls(index=index, context=context, parsers=parsers, unknown=unknown, folds=folds, free=free, flow=flow,
+                   groups=groups, roots=index.alias_roots(views))
+
+    def absorbed(self) -> set[int]:
+        """Indices of the affine nodes folded into a contraction."""
+        return {member for fold in self.folds.values() for member in fold.absorbed}
+
+    def layers(self) -> list[Layer]:
+        """One layer per computing node or element-wise group, in graph order.
+
+        Raises
+        ------
+        ValueError
+            Naming the node, when a node breaks its operator's schema or its shapes are inconsistent.
+        """
+        index, context = self.index, self.context
+        first_of = {members[0]: members for members in self.groups}
+        grouped = {member for members in self.groups for member in members}
+        layers: list[Layer] = []
+        names: set[str] = set()
+        for position, node in enumerate(index.nodes):
+            if position in self.free or (position in grouped and position not in first_of):
+                continue
+            try:
+                info = _node_info(node, position, names, context.routing_classes, self.folds.get(position))
+                if position in first_of:
+                    boundary = group_boundary(self.flow, first_of[position], roots=self.roots,
+                                              constants=context.constants.constants)
+                    layer = _group_layer(first_of[position], index, context, info, self.parsers, boundary.inputs,
+                                         boundary.outputs)
+                else:
+                    layer = self.parsers[position](node, context, info)
+            except _SCHEMA_ERRORS as error:
+                raise _malformed(f"node {node.name or position!r} ({node.op_type})", error) from error
+            if layer is not None:
+                layers.append(layer)
+        return layers
+
+
+#: What a node that breaks its operator's schema (missing attribute, wrong attribute type, ...) raises.
+_SCHEMA_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, OverflowError)
+
+
+def _malformed(where: str, error: BaseException) -> ValueError:
+    return ValueError(f"model: malformed ONNX {where}: {type(error).__name__}: {' '.join(str(error).split())}")
+
+
 def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bool = False,
                   routing_classes: Iterable[str] = ROUTING_CAPSULE_CLASSES, fuse_elementwise: bool = True) -> Workload:
     """The workload of an ONNX model, read as its canonical graph (see the module docstring).
@@ -614,53 +717,24 @@ def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bo
     """
     model, tensors = resolve_shapes(_load(model))
     index = GraphIndex.build(model.graph)
-    position, node = -1, None
     try:
-        constants = analyse_constants(index, tensors)
-        context = NodeContext(shapes=tensors.shapes, constants=constants, bits=TensorBits(index, tensors.types),
-                              routing_classes=frozenset(routing_classes))
-        parsers, unknown = _choose_parsers(index, constants, strict)
-        hosts = {host: _FOLD_HOSTS[parsers[host]] for host, node in enumerate(index.nodes)
-                 if parsers[host] in _FOLD_HOSTS and context.is_weight(_weight_operand(node))}
-        folds = affine_folds(index, constants, tensors.shapes, hosts, skip=constants.folded_nodes)
-        absorbed = {member: fold.host for fold in folds.values() for member in fold.absorbed}
-        free = {member for member, parser in enumerate(parsers) if parser is parse_no_cost} | set(absorbed)
-        fusable = [member for member, parser in enumerate(parsers) if parser in _FUSABLE and member not in free]
-        flow = DataFlow(index, free)
-        groups = elementwise_groups(flow, fusable) if fuse_elementwise else [(member,) for member in fusable]
-        roots = index.alias_roots({member: index.nodes[member].input[0] for member, node in enumerate(index.nodes)
-                                   if node.op_type in VIEW_OPS and member in free and node.input} |
-                                  {member: _chained_input(index.nodes[member], constants) for member in absorbed})
-        first_of = {members[0]: members for members in groups}
-        grouped = {member for members in groups for member in members}
-        layers: list[Layer] = []
-        names: set[str] = set()
-        for position, node in enumerate(index.nodes):
-            if position in free or (position in grouped and position not in first_of):
-                continue
-            info = _node_info(node, position, names, context.routing_classes, folds.get(position))
-            if position in first_of:
-                boundary = group_boundary(flow, first_of[position], roots=roots, constants=constants.constants)
-                layers.append(_group_layer(first_of[position], index, context, info, parsers, boundary.inputs,
-                                           boundary.outputs))
-                continue
-            layer = parsers[position](node, context, info)
-            if layer is not None:
-                layers.append(layer)
-        position, node = -1, None
-        peak_elements, peak_bits = peak_live_activations(index, context.sizes, roots=roots,
-                                                         constants=constants.constants, bits=context.bits)
-        params = sum(layer.weights for layer in layers) + _uncharged_weights(index, constants, absorbed,
-                                                                              context.counted)
-    except (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as error:
-        # A node that breaks its operator's schema (missing attribute, wrong attribute type, ...).
-        where = f"node {node.name or position!r} ({node.op_type})" if node is not None else "graph"
-        raise ValueError(f"model: malformed ONNX {where}: {type(error).__name__}: "
-                         f"{' '.join(str(error).split())}") from error
-    if unknown:
-        _logger.warning("costed as element-wise work (no parser): %s", format_unknown_ops(unknown))
+        reading = CanonicalReading.of(index, tensors, strict=strict, routing_classes=frozenset(routing_classes),
+                                      fuse_elementwise=fuse_elementwise)
+    except _SCHEMA_ERRORS as error:
+        raise _malformed("graph", error) from error
+    layers = reading.layers()
+    context = reading.context
+    try:
+        peak_elements, peak_bits = peak_live_activations(index, context.sizes, roots=reading.roots,
+                                                         constants=context.constants.constants, bits=context.bits)
+    except _SCHEMA_ERRORS as error:
+        raise _malformed("graph", error) from error
+    params = sum(layer.weights for layer in layers) + _uncharged_weights(index, context.constants, reading.absorbed(),
+                                                                          context.counted)
+    if reading.unknown:
+        _logger.warning("costed as element-wise work (no parser): %s", format_unknown_ops(reading.unknown))
     return Workload(layers=tuple(layers), peak_activation_elements=peak_elements, peak_activation_bits=peak_bits,
-                    params=params, source="onnx", unknown_ops=dict(sorted(unknown.items())))
+                    params=params, source="onnx", unknown_ops=dict(sorted(reading.unknown.items())))
 
 
 def _chained_input(node: onnx.NodeProto, constants: ConstantAnalysis) -> str:
@@ -668,8 +742,7 @@ def _chained_input(node: onnx.NodeProto, constants: ConstantAnalysis) -> str:
     return next((name for name in node.input if name and name not in constants.constants), "")
 
 
-def _uncharged_weights(index: GraphIndex, constants: ConstantAnalysis, absorbed: dict[int, int],
-                       counted: set[str]) -> int:
+def _uncharged_weights(index: GraphIndex, constants: ConstantAnalysis, absorbed: set[int], counted: set[str]) -> int:
     """Trained elements the canonical graph stores outside any layer (e.g. an embedding table read by
     ``Gather``): those neither charged to a layer nor read only by folded nodes."""
     total = 0

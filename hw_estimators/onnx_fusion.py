@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Collection, Mapping
 
-from .onnx_graph import DataFlow, GraphIndex
+from .onnx_graph import DataFlow
 
 
 @dataclass(frozen=True, kw_only=True)
