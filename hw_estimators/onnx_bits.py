@@ -26,7 +26,7 @@ DEFAULT_BITS = 32
 
 
 class TensorBits:
-    """Bit width of a graph's tensors (see the module docstring); results are memoised.
+    """Bit width of a graph's tensors (see the module docstring), computed once for the whole graph.
 
     Parameters
     ----------
@@ -38,35 +38,34 @@ class TensorBits:
 
     def __init__(self, index: GraphIndex, types: dict[str, int]) -> None:
         self._index = index
-        self._types = types
-        self._known: dict[str, int] = {}
+        self._element_bits = {name: ELEMENT_BITS.get(element_type, DEFAULT_BITS) for name, element_type in types.items()}
+        stored = dict(self._element_bits)
+        quantized = {node.input[0] for node in index.nodes
+                     if node.op_type == "QuantizeLinear" and node.input and node.input[0] and node.output}
+        for name in quantized:
+            width = self._requantized_width(name)
+            if width is not None:
+                stored[name] = width
+        for node in index.nodes:  # graph order: a DequantizeLinear reads a width already settled
+            if node.op_type == "DequantizeLinear" and node.input and node.input[0] and node.output and node.output[0]:
+                stored[node.output[0]] = stored.get(node.input[0], DEFAULT_BITS)
+        self._stored = stored
 
     def __call__(self, name: str) -> int:
         """Bits of one element of tensor ``name``."""
-        known = self._known.get(name)
-        if known is None:
-            known = self._known[name] = self._resolve(name, depth=0)
-        return known
+        return self._stored.get(name, DEFAULT_BITS)
 
     def of_type(self, name: str) -> int:
         """Bits of tensor ``name``'s element type (no QDQ reading)."""
-        return ELEMENT_BITS.get(self._types.get(name, 0), DEFAULT_BITS)
+        return self._element_bits.get(name, DEFAULT_BITS)
 
     def widest(self, names: Iterable[str]) -> int:
         """Largest width among ``names`` (0 for none)."""
-        return max((self(name) for name in names if name), default=0)
-
-    def _resolve(self, name: str, depth: int) -> int:
-        index = self._index
-        producer = index.producer.get(name)
-        if producer is not None and depth < 8:
-            node = index.nodes[producer]
-            if node.op_type == "DequantizeLinear" and node.input and node.input[0]:
-                return self._resolve(node.input[0], depth + 1)
-        requantized = self._requantized_width(name)
-        return requantized if requantized is not None else self.of_type(name)
+        stored = self._stored
+        return max((stored.get(name, DEFAULT_BITS) for name in names if name), default=0)
 
     def _requantized_width(self, name: str) -> Optional[int]:
+        """The width of the ``QuantizeLinear`` outputs, if only such nodes read ``name``."""
         index = self._index
         readers = index.readers_of(name)
         if not readers or name in index.graph_outputs:

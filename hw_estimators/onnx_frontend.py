@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -140,7 +141,7 @@ class NodeContext:
     sizes: dict[str, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.sizes = {name: prod(shape) for name, shape in self.shapes.items()}
+        self.sizes = {name: math.prod(shape) for name, shape in self.shapes.items()}
 
     def shape(self, name: str) -> Optional[tuple[int, ...]]:
         """Shape of tensor ``name``, or ``None`` if unknown (or the name is empty)."""
