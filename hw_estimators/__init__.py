@@ -16,17 +16,18 @@ from .accelerator import MODELS, Accelerator, builtin_accelerators, load_acceler
 from .chromosome import Chromosome, GeneRow, RowType, chromosome_workload, parse_chromosome, read_chromosome
 from .cost import LayerCost
 from .cost_capsacc import CapsAccConfig, CapsAccModel
-from .cost_systolic import SystolicConfig, SystolicModel
+from .cost_systolic import PrecisionEnergy, SystolicConfig, SystolicModel
 from .estimate import Estimate, clear_cache, cost_workload, estimate, estimate_chromosome
 from .host import measure_host_latency
 from .model_source import load_model
 from .onnx_frontend import PARSERS, onnx_workload
-from .workload import LAYER_KINDS, Layer, StationaryMapping, Workload
+from .workload import LAYER_KINDS, Layer, StationaryMapping, Workload, format_unknown_ops
 
 __all__ = [
     "Accelerator", "CapsAccConfig", "CapsAccModel", "Chromosome", "Estimate", "GeneRow", "LAYER_KINDS", "Layer",
-    "LayerCost", "MODELS", "PARSERS", "RowType", "StationaryMapping", "SystolicConfig", "SystolicModel", "Workload",
+    "LayerCost", "MODELS", "PARSERS", "PrecisionEnergy", "RowType", "StationaryMapping", "SystolicConfig", "SystolicModel", "Workload",
     "builtin_accelerators", "chromosome_workload", "clear_cache", "cost_workload", "estimate", "estimate_chromosome",
+    "format_unknown_ops",
     "load_accelerator", "load_model", "measure_host_latency", "onnx_workload", "parse_chromosome",
     "read_chromosome",
 ]

@@ -10,6 +10,12 @@ A file looks like::
     rows = 32
     cols = 32
 
+    [[parameters.precisions]]        # systolic: another operand width and its energies
+    bits = 32
+    mult_pj = 3.7
+    add_pj = 0.9
+    elementwise_pj = 0.9
+
 Missing parameters take the model's defaults. Built-in accelerators live in
 ``hw_estimators/accelerators/*.toml``.
 """

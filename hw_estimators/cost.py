@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Protocol, Union
 
-from .workload import Layer
+from .workload import Layer, Workload
 
 Number = Union[int, float]
 
@@ -24,6 +24,8 @@ class LayerCost:
         Energy in mJ.
     weight_bytes
         Bytes of weights the layer stores.
+    bits
+        Operand width the layer is costed at (0 when the model has no notion of width).
     details
         Model-specific intermediate figures (become extra table columns).
     """
@@ -32,6 +34,7 @@ class LayerCost:
     latency_ms: float
     energy_mj: float
     weight_bytes: float
+    bits: int = 0
     details: Mapping[str, Number] = field(default_factory=dict)
 
 
@@ -41,5 +44,5 @@ class CostModel(Protocol):
     def layer_cost(self, layer: Layer) -> LayerCost:
         """Cost of ``layer``."""
 
-    def activation_bytes(self, elements: int) -> float:
-        """Bytes needed to hold ``elements`` activations."""
+    def activation_bytes(self, workload: Workload) -> float:
+        """Bytes needed to hold the workload's peak of live activations."""

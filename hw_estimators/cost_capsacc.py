@@ -15,6 +15,9 @@ its convolution layers: for a convolution with ``C`` input channels per group, k
 ``D = out_positions * C_in * images``; for a product in GEMM view, ``W = batch * (k + b) * n``,
 ``S = k + b`` and ``D = m``.
 
+The array has one fixed word width, as in NASCaps: every layer is costed at ``weight_bits`` /
+``activation_bits`` whatever width the graph computes at (float32 and int8 graphs cost the same).
+
 Element-wise work is not part of NASCaps' model; here it runs on the array at
 ``elementwise_ops_per_cycle`` operations per cycle with the PEs' power (an extension, small
 next to the contractions).
@@ -30,7 +33,7 @@ from typing import Callable, Optional
 
 from .cost import LayerCost
 from .synthesis_tables import pe_power_mw, register_power_mw
-from .workload import Layer, StationaryMapping, ceil_div, prod
+from .workload import Layer, StationaryMapping, Workload, ceil_div, prod
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,16 +127,16 @@ class CapsAccModel:
         """Cost of ``layer``, by its kind (see :data:`COSTS`)."""
         return COSTS[layer.kind](self, layer)
 
-    def activation_bytes(self, elements: int) -> float:
-        """Bytes of ``elements`` activations of ``activation_bits`` each."""
-        return elements * self.config.activation_bits / 8
+    def activation_bytes(self, workload: Workload) -> float:
+        """Bytes of the workload's peak activation elements, ``activation_bits`` each (NASCaps' fixed width)."""
+        return workload.peak_activation_elements * self.config.activation_bits / 8
 
     def _finish(self, layer: Layer, cycles: int, power_mw: float, **details: float) -> LayerCost:
-        period_ns = self.config.period_ns
-        return LayerCost(cycles=cycles, latency_ms=cycles * period_ns * 1e-6,
-                         energy_mj=power_mw * cycles * period_ns * 1e-9,
-                         weight_bytes=layer.weights * self.config.weight_bits / 8,
-                         details={"power_mw": power_mw, **details})
+        config = self.config
+        return LayerCost(cycles=cycles, latency_ms=cycles * config.period_ns * 1e-6,
+                         energy_mj=power_mw * cycles * config.period_ns * 1e-9,
+                         weight_bytes=layer.weights * config.weight_bits / 8,
+                         bits=max(config.weight_bits, config.activation_bits), details={"power_mw": power_mw, **details})
 
 
 def contraction_cost(model: CapsAccModel, layer: Layer) -> LayerCost:

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import onnx
 import pandas as pd
@@ -31,9 +31,9 @@ _logger = logging.getLogger(__name__)
 AcceleratorLike = Union[str, os.PathLike, Accelerator]
 
 #: Table columns, first the layer's own, then its modelled cost.
-LAYER_COLUMNS = ("name", "kind", "op_type", "module", "scope", "shape", "detail", "macs", "weights",
-                 "input_elements", "output_elements", "ops", "batch", "m", "k", "n", "cycles", "latency_ms",
-                 "energy_mj", "weight_kib")
+LAYER_COLUMNS = ("name", "kind", "bits", "op_type", "module", "scope", "shape", "detail", "macs", "weights",
+                 "input_elements", "output_elements", "ops", "batch", "m", "k", "n", "weight_bits", "activation_bits",
+                 "output_bits", "cycles", "latency_ms", "energy_mj", "weight_kib")
 HOST_LATENCY_NOTE = "measured on this host's CPU with onnxruntime (median of {runs} runs), not modelled"
 
 
@@ -58,9 +58,13 @@ class Estimate:
     macs, params
         Multiply-accumulates and stored weights of the network.
     layers
-        One row per workload layer (columns :data:`LAYER_COLUMNS` plus the cost model's own).
+        One row per workload layer (columns :data:`LAYER_COLUMNS` plus the cost model's own):
+        ``kind`` is the canonical layer kind, ``bits`` the operand width the accelerator computes
+        the layer at, ``weight_bits`` / ``activation_bits`` / ``output_bits`` the widths the graph
+        gives (0: not given).
     unknown_ops
-        Operator types costed as element-wise work for lack of a parser.
+        Operator type costed as element-wise work for lack of a parser -> number of nodes
+        (:func:`~hw_estimators.workload.format_unknown_ops` writes it as one line).
     host_latency_ms
         Measured latency on this machine's CPU with onnxruntime, if requested (``None`` otherwise).
     host_latency_runs
@@ -77,7 +81,7 @@ class Estimate:
     macs: int
     params: int
     layers: pd.DataFrame
-    unknown_ops: tuple[str, ...] = ()
+    unknown_ops: Mapping[str, int] = dataclasses.field(default_factory=dict)
     host_latency_ms: Optional[float] = None
     host_latency_runs: int = 0
 
@@ -87,7 +91,7 @@ class Estimate:
             "accelerator": self.accelerator, "source": self.source,
             "energy_mj": self.energy_mj, "latency_ms": self.latency_ms, "memory_kib": self.memory_kib,
             "weight_memory_kib": self.weight_memory_kib, "activation_memory_kib": self.activation_memory_kib,
-            "macs": int(self.macs), "params": int(self.params), "unknown_ops": list(self.unknown_ops),
+            "macs": int(self.macs), "params": int(self.params), "unknown_ops": dict(self.unknown_ops),
             "host_latency_ms": self.host_latency_ms,
             "host_latency_note": (HOST_LATENCY_NOTE.format(runs=self.host_latency_runs)
                                   if self.host_latency_ms is not None else None),
@@ -101,7 +105,7 @@ class Estimate:
         return json.dumps(self.to_dict(per_layer=per_layer), indent=indent)
 
     def _copy(self, **changes: Any) -> Estimate:
-        return dataclasses.replace(self, layers=self.layers.copy(), **changes)
+        return dataclasses.replace(self, layers=self.layers.copy(), unknown_ops=dict(self.unknown_ops), **changes)
 
 
 def cost_workload(workload: Workload, accelerator: AcceleratorLike = "capsacc") -> Estimate:
@@ -112,20 +116,20 @@ def cost_workload(workload: Workload, accelerator: AcceleratorLike = "capsacc") 
     rows = []
     for layer, cost in zip(workload.layers, costs):
         row = layer.as_row()
-        row.update(cycles=cost.cycles, latency_ms=cost.latency_ms, energy_mj=cost.energy_mj,
+        row.update(bits=cost.bits, cycles=cost.cycles, latency_ms=cost.latency_ms, energy_mj=cost.energy_mj,
                    weight_kib=cost.weight_bytes / 1024, **dict(cost.details))
         rows.append(row)
     extra = sorted({key for cost in costs for key in cost.details})
     columns = list(LAYER_COLUMNS) + [key for key in extra if key not in LAYER_COLUMNS]
     table = pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     weight_kib = sum(cost.weight_bytes for cost in costs) / 1024
-    activation_kib = model.activation_bytes(workload.peak_activation_elements) / 1024
+    activation_kib = model.activation_bytes(workload) / 1024
     return Estimate(accelerator=accelerator.name, source=workload.source,
                     energy_mj=float(sum(cost.energy_mj for cost in costs)),
                     latency_ms=float(sum(cost.latency_ms for cost in costs)),
                     memory_kib=float(weight_kib + activation_kib), weight_memory_kib=float(weight_kib),
                     activation_memory_kib=float(activation_kib), macs=workload.macs, params=workload.params,
-                    layers=table, unknown_ops=workload.unknown_ops)
+                    layers=table, unknown_ops=dict(workload.unknown_ops))
 
 
 @functools.lru_cache(maxsize=128)

@@ -1,10 +1,25 @@
-"""ONNX graph -> :class:`~hw_estimators.workload.Workload`.
+"""ONNX graph -> :class:`~hw_estimators.workload.Workload`, through a canonical reading of the graph.
 
-Each node is turned into at most one :class:`~hw_estimators.workload.Layer` by the parser
-registered for its operator type in :data:`PARSERS` (pure data-movement operators produce no
-layer); operators without a parser go to :func:`parse_unknown`, which costs them as
-element-wise work and is reported once per graph through :mod:`logging` (or raises with
-``strict=True``).
+Different exporters write the same network differently; the estimate reads every graph the way an
+inference accelerator would run it, so that the same network costs the same:
+
+1. shapes are made static (:mod:`hw_estimators.onnx_shapes`: ONNX shape inference with data
+   propagation, then onnxruntime's symbolic shape inference where that is not enough);
+2. constant subgraphs are folded away (:mod:`hw_estimators.onnx_constants`: shape arithmetic,
+   ``Identity`` on weights, ``DequantizeLinear`` of int8 weights);
+3. quantization boundaries are free and every tensor has the width it is stored at
+   (:mod:`hw_estimators.onnx_bits`);
+4. per-channel affine operators (``BatchNormalization``, ``Mul``/``Add`` by a per-channel
+   constant) are folded into the convolution or product before them
+   (:mod:`hw_estimators.onnx_folding`);
+5. element-wise nodes are merged by data flow (:mod:`hw_estimators.onnx_fusion`).
+
+Each remaining node becomes a :class:`~hw_estimators.workload.Layer` through the parser registered
+for its operator type in :data:`PARSERS`; equivalent spellings share a parser and so a cost
+(``GlobalAveragePool`` and ``ReduceMean``, ``Flatten`` and ``Reshape``, ``Gemm`` and ``MatMul`` +
+``Add``, ``QLinearConv`` and ``Conv``). Operators without a parser go to :func:`parse_unknown`,
+which costs them as element-wise work; they are reported once per graph by operator type through
+:mod:`logging` (or raise with ``strict=True``).
 
 Capsule layers are recognised by the class of the module each node came from: the dynamo
 exporter (``torch.onnx.export(..., dynamo=True)``) writes it into the node's ``metadata_props``
@@ -24,40 +39,54 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional, Sequence, Union
 
 import onnx
-from onnx import TensorProto
 
-from .workload import Layer, Workload, prod
+from .onnx_bits import TensorBits
+from .onnx_constants import ConstantAnalysis, analyse_constants
+from .onnx_folding import AffineFold, affine_folds
+from .onnx_fusion import elementwise_groups, group_boundary
+from .onnx_graph import DataFlow, GraphIndex
+from .onnx_memory import peak_live_activations
+from .onnx_ops import (
+    DATA_MOVEMENT_OPS, ELEMENTWISE_OPS, MICROSOFT_ELEMENTWISE_OPS, POOL_OPS, QUANTIZATION_OPS, VIEW_OPS,
+)
+from .onnx_shapes import TensorTable, resolve_shapes
+from .workload import Layer, Workload, format_unknown_ops, prod
 
 _logger = logging.getLogger(__name__)
+
+__all__ = ["CLASS_HIERARCHY_KEY", "DATA_MOVEMENT_OPS", "ELEMENTWISE_OPS", "NAME_SCOPES_KEY", "PARSERS", "POOL_OPS",
+           "ROUTING_CAPSULE_CLASSES", "VIEW_OPS", "onnx_workload"]
 
 CLASS_HIERARCHY_KEY = "pkg.torch.onnx.class_hierarchy"
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 #: Module classes (by class name) whose contractions are capsule votes and routing steps.
 ROUTING_CAPSULE_CLASSES: frozenset[str] = frozenset({"ClassCaps", "ConvCaps3d"})
+#: Kinds of layer that always apply a per-output-channel bias when they have trained weights.
+#: Inference accelerators run every convolution and fully connected layer with a bias stage
+#: (the folded batch norm's shift, the layer's bias, the requantization offset), and exporters
+#: drop an all-zero bias (the dynamo exporter) or share equal ones through ``Identity`` nodes (the
+#: TorchScript exporter): a graph's bias inputs depend on the weights' values, not on the work.
+CANONICAL_BIAS_KINDS: frozenset[str] = frozenset({"conv", "matmul"})
 
-_FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE})
-#: Operators that only move or re-describe data: no layer, and their outputs alias their inputs
-#: where marked as views.
-DATA_MOVEMENT_OPS: frozenset[str] = frozenset({
-    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Shape", "Size", "Constant",
-    "ConstantOfShape", "Cast", "CastLike", "Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND",
-    "Expand", "Tile", "Dropout", "Range", "Pad", "DepthToSpace", "SpaceToDepth", "SplitToSequence",
-    "ScatterElements", "ScatterND", "EyeLike", "OneHot",
-})
-#: Data-movement operators whose output shares its input's memory.
-VIEW_OPS: frozenset[str] = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-ELEMENTWISE_OPS: frozenset[str] = frozenset({
-    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Sign", "Floor",
-    "Ceil", "Round", "Mod", "Max", "Min", "Mean", "Sum", "Clip", "Erf", "Where", "Equal", "Less", "LessOrEqual",
-    "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf",
-    "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
-    "Softplus", "Softsign", "Mish", "ThresholdedRelu", "Sin", "Cos",
-    "Softmax", "LogSoftmax", "Hardmax", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
-    "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp", "ArgMax", "ArgMin", "CumSum", "TopK",
-    "BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
-    "LpNormalization", "MeanVarianceNormalization", "Resize", "Upsample", "GlobalAveragePool", "GlobalMaxPool",
-})
-POOL_OPS: frozenset[str] = frozenset({"MaxPool", "AveragePool", "LpPool"})
+
+@dataclass(frozen=True)
+class Operands:
+    """Input positions of a contraction's data, weight and (optional) bias operands."""
+
+    data: int
+    weight: int
+    bias: Optional[int] = None
+
+
+#: Operand positions of convolution-like and product-like operators.
+CONV_OPERANDS: dict[str, Operands] = {
+    "Conv": Operands(0, 1, 2), "ConvTranspose": Operands(0, 1, 2), "QLinearConv": Operands(0, 3, 8),
+    "ConvInteger": Operands(0, 1),
+}
+MATMUL_OPERANDS: dict[str, Operands] = {
+    "MatMul": Operands(0, 1), "Gemm": Operands(0, 1, 2), "QLinearMatMul": Operands(0, 3),
+    "MatMulInteger": Operands(0, 1), "QGemm": Operands(0, 3, 6),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,12 +103,15 @@ class NodeInfo:
         Module path of the node (e.g. ``"cells.3.skip"``).
     routing_module
         Class name of the enclosing routing capsule module, if any.
+    fold
+        Affine nodes this contraction absorbs, if any.
     """
 
     name: str
     module: str = ""
     scope: str = ""
     routing_module: Optional[str] = None
+    fold: Optional[AffineFold] = None
 
 
 @dataclass(kw_only=True)
@@ -90,16 +122,20 @@ class NodeContext:
     ----------
     shapes
         Static shape of every tensor with a known shape (dynamic dimensions taken as 1).
-    weights
-        Names of trained tensors: float initializers of rank >= 1.
+    constants
+        Constant tensors and the trained initializers each carries.
+    bits
+        Bit width of each tensor.
     routing_classes
         Class names of routing capsule modules.
     counted
-        Weights already charged to an earlier layer (each weight is charged once).
+        Trained initializers already charged to an earlier layer (each is charged once), or
+        replaced by a layer's canonical bias.
     """
 
     shapes: dict[str, tuple[int, ...]]
-    weights: dict[str, int]
+    constants: ConstantAnalysis
+    bits: TensorBits
     routing_classes: frozenset[str]
     counted: set[str] = field(default_factory=set)
     sizes: dict[str, int] = field(init=False, default_factory=dict)
@@ -116,25 +152,41 @@ class NodeContext:
         return self.sizes.get(name, 0)
 
     def is_weight(self, name: str) -> bool:
-        """Whether ``name`` is a trained tensor (float initializer)."""
-        return name in self.weights
+        """Whether ``name`` carries trained data (an initializer, or a constant computed from one)."""
+        return bool(self.constants.weight_sources.get(name))
+
+    def is_constant(self, name: str) -> bool:
+        """Whether ``name`` is known before inference (weights, shape tensors, epsilons, ...)."""
+        return name in self.constants.constants
 
     def charge_weights(self, node: onnx.NodeProto) -> int:
-        """Weights among the node's inputs not yet charged to another layer; marks them charged."""
+        """Trained elements among the node's inputs not yet charged to another layer; marks them charged."""
         total = 0
         for name in node.input:
-            if name in self.weights and name not in self.counted:
-                self.counted.add(name)
-                total += self.weights[name]
+            for source in self.constants.weight_sources.get(name, ()):
+                if source not in self.counted:
+                    self.counted.add(source)
+                    total += self.constants.weight_sizes[source]
         return total
 
+    def activations(self, node: onnx.NodeProto) -> list[str]:
+        """The node's inputs computed at inference (not constants)."""
+        return [name for name in node.input if name and name not in self.constants.constants]
+
     def activation_inputs(self, node: onnx.NodeProto) -> int:
-        """Elements of the node's non-weight inputs."""
-        return sum(self.size(name) for name in node.input if name and name not in self.weights)
+        """Elements of the node's non-constant inputs."""
+        return sum(self.size(name) for name in self.activations(node))
 
     def outputs(self, node: onnx.NodeProto) -> int:
         """Elements of the node's outputs."""
         return sum(self.size(name) for name in node.output if name)
+
+    def operand_bits(self, name: str) -> int:
+        """Bits per element of an operand: its trained initializers' width for a weight, else the tensor's."""
+        sources = self.constants.weight_sources.get(name)
+        if sources:
+            return max(self.bits.of_type(source) for source in sources)
+        return self.bits(name) if name else 0
 
 
 Parser = Callable[[onnx.NodeProto, NodeContext, NodeInfo], Optional[Layer]]
@@ -197,6 +249,10 @@ def _attributes(node: onnx.NodeProto) -> dict:
     return {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
+def _attributes(node: onnx.NodeProto) -> dict:
+    return {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+
+
 class ShapeError(ValueError):
     """A node's tensor shapes are unknown or inconsistent."""
 
@@ -209,10 +265,41 @@ def _require(context: NodeContext, node: onnx.NodeProto, name: str) -> tuple[int
     return shape
 
 
-def _base(node: onnx.NodeProto, context: NodeContext, info: NodeInfo, kind: str, **fields) -> Layer:
+def _operand(node: onnx.NodeProto, position: Optional[int]) -> str:
+    """Name of input ``position`` of ``node`` ("" when absent)."""
+    if position is None or position >= len(node.input):
+        return ""
+    return node.input[position]
+
+
+@dataclass(frozen=True)
+class BiasStage:
+    """A contraction's bias: whether it applies one, the elements it stores, the graph tensor they replace."""
+
+    applies: bool = False
+    weights: int = 0
+    replaces: str = ""
+
+
+def _base(node: onnx.NodeProto, context: NodeContext, info: NodeInfo, kind: str, *, stationary: str = "",
+          bias: BiasStage = BiasStage(), **fields) -> Layer:
+    """A layer of ``node`` with its weights, activations and bit widths filled in.
+
+    ``stationary`` names the operand held in the array (its width is the layer's ``weight_bits``);
+    without it, the widest trained input. A folded layer writes the last absorbed node's output.
+    """
+    context.counted.update(context.constants.weight_sources.get(bias.replaces, ()))
+    activations = context.activations(node)
+    outputs = [info.fold.output] if info.fold is not None else [name for name in node.output if name]
+    if stationary:
+        weight_bits = context.operand_bits(stationary)
+    else:
+        weight_bits = max((context.operand_bits(name) for name in node.input if context.is_weight(name)), default=0)
     return Layer(name=info.name, kind=kind, op_type=node.op_type, module=info.module, scope=info.scope,
-                 weights=context.charge_weights(node), input_elements=context.activation_inputs(node),
-                 output_elements=context.outputs(node), **fields)
+                 weights=context.charge_weights(node) + bias.weights, bias=bias.applies,
+                 input_elements=sum(context.size(name) for name in activations),
+                 output_elements=sum(context.size(name) for name in outputs), weight_bits=weight_bits,
+                 activation_bits=context.bits.widest(activations), output_bits=context.bits.widest(outputs), **fields)
 
 
 def _contraction_kind(info: NodeInfo, has_weights: bool, default: str) -> str:
@@ -221,11 +308,26 @@ def _contraction_kind(info: NodeInfo, has_weights: bool, default: str) -> str:
     return "capsule_votes" if has_weights else "routing"
 
 
+def _bias(kind: str, has_weights: bool, bias_input: str, info: NodeInfo, channels: int) -> BiasStage:
+    """The bias stage of a contraction with ``channels`` outputs (see :data:`CANONICAL_BIAS_KINDS`).
+
+    A ``conv`` or ``matmul`` layer with weights always stores one bias per output channel, in place
+    of whatever bias tensor the graph gives it; other contractions have the graph's bias, or the
+    shift of a folded affine node.
+    """
+    if kind in CANONICAL_BIAS_KINDS and has_weights:
+        return BiasStage(applies=True, weights=channels, replaces=bias_input)
+    folded_shift = info.fold is not None and info.fold.adds_bias
+    return BiasStage(applies=bool(bias_input) or folded_shift, weights=channels if folded_shift and not bias_input else 0)
+
+
 def parse_conv(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
-    """Conv: ``batch = groups``, ``m = images * output positions``, ``k = C_in/groups * taps``,
-    ``n = C_out/groups``."""
-    x_shape = _require(context, node, node.input[0])
-    w_shape = _require(context, node, node.input[1])
+    """Conv (and QLinearConv, ConvInteger): ``batch = groups``, ``m = images * output positions``,
+    ``k = C_in/groups * taps``, ``n = C_out/groups``."""
+    operands = CONV_OPERANDS[node.op_type]
+    data, weight = _operand(node, operands.data), _operand(node, operands.weight)
+    x_shape = _require(context, node, data)
+    w_shape = _require(context, node, weight)
     y_shape = _require(context, node, node.output[0])
     attributes = _attributes(node)
     groups = int(attributes.get("group", 1))
@@ -236,11 +338,11 @@ def parse_conv(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> La
     positions = images * prod(out_size)
     k = channels_per_group * prod(kernel)
     n = out_channels // groups
-    has_bias = len(node.input) > 2 and bool(node.input[2])
     kind = _contraction_kind(info, True, "conv")
-    return _base(node, context, info, kind, macs=groups * positions * k * n, batch=groups, m=positions, k=k, n=n,
-                 bias=has_bias, in_channels=in_channels, out_channels=out_channels, kernel=kernel, stride=strides,
-                 out_size=out_size, groups=groups, images=images)
+    bias = _bias(kind, context.is_weight(weight), _operand(node, operands.bias), info, out_channels)
+    return _base(node, context, info, kind, stationary=weight, bias=bias, macs=groups * positions * k * n,
+                 batch=groups, m=positions, k=k, n=n, in_channels=in_channels, out_channels=out_channels,
+                 kernel=kernel, stride=strides, out_size=out_size, groups=groups, images=images)
 
 
 def parse_conv_transpose(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
@@ -253,9 +355,10 @@ def parse_conv_transpose(node: onnx.NodeProto, context: NodeContext, info: NodeI
     k = in_channels // groups
     n = w_shape[1] * prod(kernel)
     m = images * prod(x_shape[2:])
-    has_bias = len(node.input) > 2 and bool(node.input[2])
-    return _base(node, context, info, _contraction_kind(info, True, "conv"), macs=groups * m * k * n, batch=groups,
-                 m=m, k=k, n=n, bias=has_bias, detail="ConvTranspose as GEMM")
+    kind = _contraction_kind(info, True, "conv")
+    bias = _bias(kind, context.is_weight(node.input[1]), _operand(node, 2), info, w_shape[1] * groups)
+    return _base(node, context, info, kind, stationary=node.input[1], bias=bias, macs=groups * m * k * n,
+                 batch=groups, m=m, k=k, n=n, detail="ConvTranspose as GEMM")
 
 
 def _gemm_view(a_batch: Sequence[int], b_batch: Sequence[int], m: int, k: int, n: int,
@@ -274,31 +377,41 @@ def _gemm_view(a_batch: Sequence[int], b_batch: Sequence[int], m: int, k: int, n
 
 
 def parse_matmul(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
-    """MatMul with numpy broadcasting; the weight operand (else ``B``) is stationary."""
-    a_shape = _require(context, node, node.input[0])
-    b_shape = _require(context, node, node.input[1])
+    """MatMul (and QLinearMatMul, MatMulInteger) with numpy broadcasting; the weight operand (else ``B``)
+    is stationary."""
+    operands = MATMUL_OPERANDS[node.op_type]
+    first, second = _operand(node, operands.data), _operand(node, operands.weight)
+    a_shape = _require(context, node, first)
+    b_shape = _require(context, node, second)
     a = (1,) + a_shape if len(a_shape) == 1 else a_shape
     b = b_shape + (1,) if len(b_shape) == 1 else b_shape
     if a[-1] != b[-2]:
-        raise ShapeError(f"node {node.name!r} (MatMul): inner dimensions differ: {a_shape} @ {b_shape}")
-    a_weight, b_weight = context.is_weight(node.input[0]), context.is_weight(node.input[1])
-    view = _gemm_view(a[:-2], b[:-2], a[-2], a[-1], b[-1], stationary_is_a=a_weight and not b_weight)
+        raise ShapeError(f"node {node.name!r} ({node.op_type}): inner dimensions differ: {a_shape} @ {b_shape}")
+    a_weight, b_weight = context.is_weight(first), context.is_weight(second)
+    stationary_is_a = a_weight and not b_weight
+    view = _gemm_view(a[:-2], b[:-2], a[-2], a[-1], b[-1], stationary_is_a=stationary_is_a)
     kind = _contraction_kind(info, a_weight or b_weight, "matmul")
-    return _base(node, context, info, kind, **view)
+    channels = a[-2] if stationary_is_a else b[-1]
+    bias = _bias(kind, a_weight or b_weight, "", info, channels)
+    return _base(node, context, info, kind, stationary=first if stationary_is_a else second, bias=bias, **view)
 
 
 def parse_gemm(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
-    """Gemm ``alpha * A' B' + beta * C``: ``B`` stationary unless only ``A`` is a weight."""
-    a_shape = _require(context, node, node.input[0])
-    b_shape = _require(context, node, node.input[1])
+    """Gemm ``alpha * A' B' + beta * C`` (and onnxruntime's QGemm): ``B`` stationary unless only ``A`` is a
+    weight."""
+    operands = MATMUL_OPERANDS[node.op_type]
+    first, second = _operand(node, operands.data), _operand(node, operands.weight)
+    a_shape = _require(context, node, first)
+    b_shape = _require(context, node, second)
     attributes = _attributes(node)
     m, k = (a_shape[1], a_shape[0]) if attributes.get("transA", 0) else (a_shape[0], a_shape[1])
     n = b_shape[0] if attributes.get("transB", 0) else b_shape[1]
-    a_weight, b_weight = context.is_weight(node.input[0]), context.is_weight(node.input[1])
-    view = _gemm_view((), (), m, k, n, stationary_is_a=a_weight and not b_weight)
-    has_bias = len(node.input) > 2 and bool(node.input[2])
+    a_weight, b_weight = context.is_weight(first), context.is_weight(second)
+    stationary_is_a = a_weight and not b_weight
+    view = _gemm_view((), (), m, k, n, stationary_is_a=stationary_is_a)
     kind = _contraction_kind(info, a_weight or b_weight, "matmul")
-    return _base(node, context, info, kind, bias=has_bias, **view)
+    bias = _bias(kind, a_weight or b_weight, _operand(node, operands.bias), info, n)
+    return _base(node, context, info, kind, stationary=first if stationary_is_a else second, bias=bias, **view)
 
 
 def parse_einsum(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> Layer:
@@ -345,13 +458,15 @@ def parse_einsum(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> 
     if a_weight and not b_weight:
         m, n = n, m
     kind = _contraction_kind(info, a_weight or b_weight, "matmul")
-    return _base(node, context, info, kind, macs=total, batch=batch, m=m, k=k, n=n, detail=equation)
+    bias = _bias(kind, a_weight or b_weight, "", info, n)
+    stationary = node.input[0] if a_weight and not b_weight else node.input[1]
+    return _base(node, context, info, kind, stationary=stationary, bias=bias, macs=total, batch=batch, m=m, k=k, n=n,
+                 detail=equation)
 
 
 def elementwise_ops(node: onnx.NodeProto, context: NodeContext) -> int:
-    """One operation per element of the largest operand or result."""
-    sizes = [context.size(name) for name in node.input if name and name not in context.weights]
-    return max([context.outputs(node), *sizes])
+    """One operation per element of the largest computed operand or result."""
+    return max([context.outputs(node), *(context.size(name) for name in context.activations(node))])
 
 
 def pool_ops(node: onnx.NodeProto, context: NodeContext) -> int:
@@ -370,7 +485,7 @@ def parse_pool(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> La
 
 
 def parse_no_cost(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) -> None:
-    """Data movement: no layer."""
+    """Data movement and quantization boundaries: no layer."""
     return None
 
 
@@ -381,106 +496,27 @@ def parse_unknown(node: onnx.NodeProto, context: NodeContext, info: NodeInfo) ->
 
 #: Operator type -> parser. Operators not listed use :func:`parse_unknown`.
 PARSERS: dict[str, Parser] = {
-    "Conv": parse_conv,
+    **{op: parse_conv for op in CONV_OPERANDS if op != "ConvTranspose"},
     "ConvTranspose": parse_conv_transpose,
-    "MatMul": parse_matmul,
+    **{op: parse_matmul for op in MATMUL_OPERANDS if op not in ("Gemm", "QGemm")},
     "Gemm": parse_gemm,
     "Einsum": parse_einsum,
     **{op: parse_elementwise for op in ELEMENTWISE_OPS},
     **{op: parse_pool for op in POOL_OPS},
-    **{op: parse_no_cost for op in DATA_MOVEMENT_OPS},
+    **{op: parse_no_cost for op in DATA_MOVEMENT_OPS | QUANTIZATION_OPS},
 }
-
-
-def collect_shapes(graph: onnx.GraphProto) -> tuple[dict[str, tuple[int, ...]], set[str]]:
-    """Static shapes of the graph's tensors and the names of dynamic dimensions met (taken as 1)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    dynamic: set[str] = set()
-    for initializer in graph.initializer:
-        shapes[initializer.name] = tuple(int(d) for d in initializer.dims)
-    for value in [*graph.input, *graph.value_info, *graph.output]:
-        if value.name in shapes or value.type.WhichOneof("value") != "tensor_type":
-            continue
-        tensor_type = value.type.tensor_type
-        if not tensor_type.HasField("shape"):
-            continue
-        dims = []
-        for dim in tensor_type.shape.dim:
-            size = dim.dim_value
-            if size > 0:
-                dims.append(size)
-            elif dim.dim_param or not dim.HasField("dim_value"):
-                dynamic.add(dim.dim_param or "?")
-                dims.append(1)
-            else:
-                dims.append(0)
-        shapes[value.name] = tuple(dims)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output:
-            for attribute in node.attribute:
-                if attribute.name == "value":
-                    shapes.setdefault(node.output[0], tuple(int(d) for d in attribute.t.dims))
-    return shapes, dynamic
-
-
-def _missing_shapes(graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]]) -> bool:
-    """Whether some node output has no recorded shape."""
-    return any(name and name not in shapes for node in graph.node for name in node.output)
-
-
-def _weights(graph: onnx.GraphProto) -> dict[str, int]:
-    return {initializer.name: prod(initializer.dims) for initializer in graph.initializer
-            if initializer.data_type in _FLOAT_TYPES and len(initializer.dims) >= 1}
-
-
-def peak_live_elements(graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]]) -> int:
-    """Largest total size of activations alive at once, running nodes in graph order.
-
-    A tensor lives from the node that writes it (graph inputs: from the start) to its last
-    reader (graph outputs: to the end). Views (Reshape, Squeeze, ...) share their input's memory
-    and trained weights are not activations.
-    """
-    initializers = {initializer.name for initializer in graph.initializer}
-    end = len(graph.node)
-    last_use: dict[str, int] = {}
-    for index, node in enumerate(graph.node):
-        for name in node.input:
-            if name:
-                last_use[name] = index
-    for output in graph.output:
-        last_use[output.name] = end
-    # a view keeps its source alive as long as the view is used
-    alias: dict[str, str] = {}
-    for node in graph.node:
-        if node.op_type in VIEW_OPS and node.input and node.output:
-            source = alias.get(node.input[0], node.input[0])
-            alias[node.output[0]] = source
-    for name, index in list(last_use.items()):
-        source = alias.get(name)
-        if source is not None:
-            last_use[source] = max(last_use.get(source, -1), index)
-
-    def size(name: str) -> int:
-        shape = shapes.get(name)
-        return math.prod(shape) if shape is not None else 0
-
-    live = {value.name: size(value.name) for value in graph.input if value.name not in initializers}
-    current = sum(live.values())
-    peak = current
-    for index, node in enumerate(graph.node):
-        if node.op_type not in VIEW_OPS:
-            for name in node.output:
-                if name and name not in live:
-                    live[name] = size(name)
-                    current += live[name]
-        peak = max(peak, current)
-        unread = {name for name in node.output if name and name not in last_use and name not in alias}
-        for name in {alias.get(n, n) for n in node.input if n} | unread:
-            if name in live and last_use.get(name, -1) <= index:
-                current -= live.pop(name)
-    return peak
-
-
+#: Operators of onnxruntime's ``com.microsoft`` domain that its quantizer writes (QOperator format).
+MICROSOFT_PARSERS: dict[str, Parser] = {
+    "QGemm": parse_gemm,
+    **{op: parse_elementwise for op in MICROSOFT_ELEMENTWISE_OPS},
+    "QLinearAveragePool": parse_pool,
+    **{op: parse_no_cost for op in ("QLinearConcat", *QUANTIZATION_OPS)},
+}
+#: Operator domain -> its registry.
+DOMAIN_PARSERS: dict[str, dict[str, Parser]] = {"": PARSERS, "ai.onnx": PARSERS, "com.microsoft": MICROSOFT_PARSERS}
+#: Parsers of products with a weight operand that may absorb per-channel affine nodes, and the
+#: output channel axis of their result.
+_FOLD_HOSTS: dict[Parser, int] = {parse_conv: 1, parse_conv_transpose: 1, parse_matmul: -1, parse_gemm: -1}
 #: Element-wise parsers whose nodes may be merged, and how they count operations.
 _FUSABLE: dict[Parser, Callable[[onnx.NodeProto, NodeContext], int]] = {
     parse_elementwise: elementwise_ops,
@@ -488,57 +524,191 @@ _FUSABLE: dict[Parser, Callable[[onnx.NodeProto, NodeContext], int]] = {
 }
 
 
-class _ElementwiseGroup:
-    """Consecutive element-wise nodes of one module scope, merged into one layer."""
+def _weight_operand(node: onnx.NodeProto) -> str:
+    operands = CONV_OPERANDS.get(node.op_type) or MATMUL_OPERANDS.get(node.op_type)
+    return _operand(node, operands.weight) if operands is not None else ""
 
-    def __init__(self, node: onnx.NodeProto, info: NodeInfo, ops: int, context: NodeContext) -> None:
-        self.info = info
-        self.op_types = [node.op_type]
-        self.ops = ops
-        self.weights = context.charge_weights(node)
-        self.inputs = context.activation_inputs(node)
-        self.outputs = context.outputs(node)
-        self.produced = set(node.output)
 
-    def accepts(self, node: onnx.NodeProto, info: NodeInfo) -> bool:
-        """Whether ``node`` continues the chain: same module scope, reads a result of the group."""
-        return (info.scope, info.module) == (self.info.scope, self.info.module) and \
-            any(name in self.produced for name in node.input)
+def _group_layer(members: Sequence[int], index: GraphIndex, context: NodeContext, info: NodeInfo,
+                 parsers: Sequence[Parser], inputs: Sequence[str], outputs: Sequence[str]) -> Layer:
+    """One element-wise layer for the merged nodes ``members`` (see :mod:`hw_estimators.onnx_fusion`)."""
+    nodes = [index.nodes[member] for member in members]
+    ops = sum(_FUSABLE[parsers[member]](node, context) for member, node in zip(members, nodes))
+    weight_names = [name for node in nodes for name in node.input if context.is_weight(name)]
+    weights = sum(context.charge_weights(node) for node in nodes)
+    merged = len(nodes) > 1
+    op_types = [node.op_type for node in nodes]
+    return Layer(name=info.name, kind="elementwise", op_type="Elementwise" if merged else op_types[0],
+                 module=info.module, scope=info.scope, detail="+".join(op_types) if merged else "", ops=ops,
+                 weights=weights, input_elements=sum(context.size(name) for name in inputs),
+                 output_elements=sum(context.size(name) for name in outputs),
+                 weight_bits=max((context.operand_bits(name) for name in weight_names), default=0),
+                 activation_bits=context.bits.widest(inputs), output_bits=context.bits.widest(outputs))
 
-    def add(self, node: onnx.NodeProto, ops: int, context: NodeContext) -> None:
-        self.op_types.append(node.op_type)
-        self.ops += ops
-        self.weights += context.charge_weights(node)
-        self.inputs += sum(context.size(name) for name in node.input
-                           if name and name not in self.produced and name not in context.weights)
-        self.outputs = context.outputs(node)
-        self.produced.update(node.output)
 
-    def layer(self) -> Layer:
-        merged = len(self.op_types) > 1
-        return Layer(name=self.info.name, kind="elementwise", op_type="Elementwise" if merged else self.op_types[0],
-                     module=self.info.module, scope=self.info.scope, detail="+".join(self.op_types) if merged else "",
-                     ops=self.ops, weights=self.weights, input_elements=self.inputs, output_elements=self.outputs)
+def _node_info(node: onnx.NodeProto, position: int, names: set[str], routing_classes: frozenset[str],
+               fold: Optional[AffineFold]) -> NodeInfo:
+    """Provenance and a unique layer name for ``node``; the name is reserved in ``names``."""
+    hierarchy, scope = _node_provenance(node)
+    name = node.name or f"{node.op_type}_{position}"
+    while name in names:
+        name = f"{name}_{position}"
+    names.add(name)
+    return NodeInfo(name=name, module=_module_of(hierarchy), scope=scope,
+                    routing_module=_routing_module(hierarchy, routing_classes), fold=fold)
+
+
+def _choose_parsers(index: GraphIndex, constants: ConstantAnalysis, strict: bool) -> tuple[list[Parser], Counter]:
+    """The parser of every node (folded constants: no cost) and the unknown operator types met."""
+    parsers: list[Parser] = []
+    unknown: Counter[str] = Counter()
+    for position, node in enumerate(index.nodes):
+        if position in constants.folded_nodes:
+            parsers.append(parse_no_cost)
+            continue
+        parser = DOMAIN_PARSERS.get(node.domain, {}).get(node.op_type)
+        if parser is None:
+            if strict:
+                raise ValueError(f"strict=True: no parser for ONNX operator {node.op_type!r} "
+                                 f"(domain {node.domain or 'ai.onnx'!r}) at node {node.name or position!r}")
+            unknown[node.op_type if not node.domain else f"{node.domain}.{node.op_type}"] += 1
+            parser = parse_unknown
+        parsers.append(parser)
+    return parsers, unknown
+
+
+def _load(model: Union[onnx.ModelProto, str, os.PathLike]) -> onnx.ModelProto:
+    if not isinstance(model, onnx.ModelProto):
+        from .model_source import load_model
+
+        model = load_model(model)
+    if model.functions:
+        model = onnx.inliner.inline_local_functions(model)
+    return model
+
+
+@dataclass(kw_only=True)
+class CanonicalReading:
+    """How each node of a graph is read (see the module docstring), before any layer is built.
+
+    Parameters
+    ----------
+    index
+        The graph's index.
+    context
+        Shapes, constants, bit widths and weight charging, shared by the parsers.
+    parsers
+        The parser of each node.
+    unknown
+        Operator types without a parser -> number of nodes.
+    folds
+        Affine nodes absorbed by each contraction, by the contraction's index.
+    free
+        Nodes that produce no layer (data movement, folded constants, quantization boundaries,
+        absorbed affine nodes).
+    flow
+        The data flow through the free nodes.
+    groups
+        Element-wise nodes merged into one layer each.
+    roots
+        View -> the tensor whose memory it shares.
+    """
+
+    index: GraphIndex
+    context: NodeContext
+    parsers: list[Parser]
+    unknown: Counter
+    folds: dict[int, AffineFold]
+    free: set[int]
+    flow: DataFlow
+    groups: list[tuple[int, ...]]
+    roots: dict[str, str]
+
+    @classmethod
+    def of(cls, index: GraphIndex, tensors: TensorTable, *, strict: bool, routing_classes: frozenset[str],
+           fuse_elementwise: bool) -> CanonicalReading:
+        """Read the graph behind ``index``."""
+        constants = analyse_constants(index, tensors)
+        context = NodeContext(shapes=tensors.shapes, constants=constants, bits=TensorBits(index, tensors.types),
+                              routing_classes=routing_classes)
+        parsers, unknown = _choose_parsers(index, constants, strict)
+        hosts = {host: _FOLD_HOSTS[parsers[host]] for host, node in enumerate(index.nodes)
+                 if parsers[host] in _FOLD_HOSTS and context.is_weight(_weight_operand(node))}
+        folds = affine_folds(index, constants, tensors.shapes, hosts, skip=constants.folded_nodes)
+        absorbed = {member for fold in folds.values() for member in fold.absorbed}
+        free = {member for member, parser in enumerate(parsers) if parser is parse_no_cost} | absorbed
+        fusable = [member for member, parser in enumerate(parsers) if parser in _FUSABLE and member not in free]
+        flow = DataFlow(index, free)
+        groups = elementwise_groups(flow, fusable) if fuse_elementwise else [(member,) for member in fusable]
+        views = {member: node.input[0] for member, node in enumerate(index.nodes)
+                 if node.op_type in VIEW_OPS and member in free and node.input}
+        views.update({member: _chained_input(index.nodes[member], constants) for member in absorbed})
+        return cls(index=index, context=context, parsers=parsers, unknown=unknown, folds=folds, free=free, flow=flow,
+                   groups=groups, roots=index.alias_roots(views))
+
+    def absorbed(self) -> set[int]:
+        """Indices of the affine nodes folded into a contraction."""
+        return {member for fold in self.folds.values() for member in fold.absorbed}
+
+    def layers(self) -> list[Layer]:
+        """One layer per computing node or element-wise group, in graph order.
+
+        Raises
+        ------
+        ValueError
+            Naming the node, when a node breaks its operator's schema or its shapes are inconsistent.
+        """
+        index, context = self.index, self.context
+        first_of = {members[0]: members for members in self.groups}
+        grouped = {member for members in self.groups for member in members}
+        layers: list[Layer] = []
+        names: set[str] = set()
+        for position, node in enumerate(index.nodes):
+            if position in self.free or (position in grouped and position not in first_of):
+                continue
+            try:
+                info = _node_info(node, position, names, context.routing_classes, self.folds.get(position))
+                if position in first_of:
+                    boundary = group_boundary(self.flow, first_of[position], roots=self.roots,
+                                              constants=context.constants.constants)
+                    layer = _group_layer(first_of[position], index, context, info, self.parsers, boundary.inputs,
+                                         boundary.outputs)
+                else:
+                    layer = self.parsers[position](node, context, info)
+            except _SCHEMA_ERRORS as error:
+                raise _malformed(f"node {node.name or position!r} ({node.op_type})", error) from error
+            if layer is not None:
+                layers.append(layer)
+        return layers
+
+
+#: What a node that breaks its operator's schema (missing attribute, wrong attribute type, ...) raises.
+_SCHEMA_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, OverflowError)
+
+
+def _malformed(where: str, error: BaseException) -> ValueError:
+    return ValueError(f"model: malformed ONNX {where}: {type(error).__name__}: {' '.join(str(error).split())}")
 
 
 def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bool = False,
                   routing_classes: Iterable[str] = ROUTING_CAPSULE_CLASSES, fuse_elementwise: bool = True) -> Workload:
-    """The workload of an ONNX model.
+    """The workload of an ONNX model, read as its canonical graph (see the module docstring).
 
     Parameters
     ----------
     model
-        A model, or the path of an ``.onnx`` file. Shapes missing from the graph are inferred
-        with ``onnx.shape_inference``; model-local functions are inlined.
+        A model, or the path of an ``.onnx`` file. Shapes missing from the graph or dynamic are
+        inferred (:func:`hw_estimators.onnx_shapes.resolve_shapes`); model-local functions are
+        inlined.
     strict
         Raise ``ValueError`` on the first operator without a parser instead of costing it as
         element-wise work.
     routing_classes
         Class names of routing capsule modules.
     fuse_elementwise
-        Merge consecutive element-wise nodes of the same module scope (e.g. the seven nodes of a
-        squash) into one ``elementwise`` layer, as a vector unit would run them: operations add
-        up, intermediate results stay local. Unknown operators are never merged.
+        Merge element-wise nodes by data flow (:mod:`hw_estimators.onnx_fusion`) into one
+        ``elementwise`` layer, as a vector unit would run them: operations add up, intermediate
+        results stay local. Unknown operators are never merged.
 
     Raises
     ------
@@ -546,72 +716,41 @@ def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bo
         With ``strict=True``, naming the operator type and node; when shape inference fails; or when
         a contraction's shapes are unknown or inconsistent.
     """
-    if not isinstance(model, onnx.ModelProto):
-        from .model_source import load_model
-
-        model = load_model(model)
-    if model.functions:
-        model = onnx.inliner.inline_local_functions(model)
-    shapes, dynamic = collect_shapes(model.graph)
-    if _missing_shapes(model.graph, shapes):
-        try:
-            model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as error:
-            raise ValueError(f"model: ONNX shape inference failed ({' '.join(str(error).split())})") from error
-        shapes, dynamic = collect_shapes(model.graph)
-    graph = model.graph
-    if dynamic:
-        _logger.warning("dynamic dimensions %s are taken as 1: export with static shapes for exact figures",
-                        sorted(dynamic))
-    context = NodeContext(shapes=shapes, weights=_weights(graph), routing_classes=frozenset(routing_classes))
-    layers: list[Layer] = []
-    unknown: Counter[str] = Counter()
-    names: set[str] = set()
-    group: Optional[_ElementwiseGroup] = None
-    index, node = -1, None
+    model, tensors = resolve_shapes(_load(model))
+    index = GraphIndex.build(model.graph)
     try:
-        for index, node in enumerate(graph.node):
-            parser = PARSERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-            if parser is None:
-                if strict:
-                    raise ValueError(f"strict=True: no parser for ONNX operator {node.op_type!r} "
-                                     f"(domain {node.domain or 'ai.onnx'!r}) at node {node.name or index!r}")
-                unknown[node.op_type if not node.domain else f"{node.domain}.{node.op_type}"] += 1
-                parser = parse_unknown
-            hierarchy, scope = _node_provenance(node)
-            name = node.name or f"{node.op_type}_{index}"
-            while name in names:
-                name = f"{name}_{index}"
-            info = NodeInfo(name=name, module=_module_of(hierarchy), scope=scope,
-                            routing_module=_routing_module(hierarchy, context.routing_classes))
-            counter = _FUSABLE.get(parser) if fuse_elementwise else None
-            if counter is not None:
-                names.add(name)
-                ops = counter(node, context)
-                if group is not None and group.accepts(node, info):
-                    group.add(node, ops, context)
-                    continue
-                if group is not None:
-                    layers.append(group.layer())
-                group = _ElementwiseGroup(node, info, ops, context)
-                continue
-            layer = parser(node, context, info)
-            if layer is None:
-                continue
-            names.add(name)
-            if group is not None:
-                layers.append(group.layer())
-                group = None
-            layers.append(layer)
-        if group is not None:
-            layers.append(group.layer())
-    except (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as error:
-        # A node that breaks its operator's schema (missing attribute, wrong attribute type, ...).
-        where = f"node {node.name or index!r} ({node.op_type})" if node is not None else "graph"
-        raise ValueError(f"model: malformed ONNX {where}: {type(error).__name__}: "
-                         f"{' '.join(str(error).split())}") from error
-    if unknown:
-        _logger.warning("costed as element-wise work (no parser): %s",
-                        ", ".join(f"{op} x{count}" for op, count in sorted(unknown.items())))
-    return Workload(layers=tuple(layers), peak_activation_elements=peak_live_elements(graph, shapes),
-                    params=sum(context.weights.values()), source="onnx", unknown_ops=tuple(sorted(unknown)))
+        reading = CanonicalReading.of(index, tensors, strict=strict, routing_classes=frozenset(routing_classes),
+                                      fuse_elementwise=fuse_elementwise)
+    except _SCHEMA_ERRORS as error:
+        raise _malformed("graph", error) from error
+    layers = reading.layers()
+    context = reading.context
+    try:
+        peak_elements, peak_bits = peak_live_activations(index, context.sizes, roots=reading.roots,
+                                                         constants=context.constants.constants, bits=context.bits)
+    except _SCHEMA_ERRORS as error:
+        raise _malformed("graph", error) from error
+    params = sum(layer.weights for layer in layers) + _uncharged_weights(index, context.constants, reading.absorbed(),
+                                                                          context.counted)
+    if reading.unknown:
+        _logger.warning("costed as element-wise work (no parser): %s", format_unknown_ops(reading.unknown))
+    return Workload(layers=tuple(layers), peak_activation_elements=peak_elements, peak_activation_bits=peak_bits,
+                    params=params, source="onnx", unknown_ops=dict(sorted(reading.unknown.items())))
+
+
+def _chained_input(node: onnx.NodeProto, constants: ConstantAnalysis) -> str:
+    """The computed (non-constant) input of a folded affine node: the tensor it rewrites in place."""
+    return next((name for name in node.input if name and name not in constants.constants), "")
+
+
+def _uncharged_weights(index: GraphIndex, constants: ConstantAnalysis, absorbed: set[int], counted: set[str]) -> int:
+    """Trained elements the canonical graph stores outside any layer (e.g. an embedding table read by
+    ``Gather``): those neither charged to a layer nor read only by folded nodes."""
+    total = 0
+    for source, size in constants.weight_sizes.items():
+        if source in counted:
+            continue
+        readers = index.readers_of(source)
+        if not readers or any(reader not in absorbed for reader in readers):
+            total += size
+    return total

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 #: Layer kinds, the keys of every cost model's registry.
 #:
@@ -100,6 +100,14 @@ class Layer:
     in_channels, out_channels, kernel, stride, out_size, groups, images
         Convolution geometry: input/output channels, kernel and stride per spatial
         dimension, output spatial size, groups and the number of images convolved.
+    weight_bits
+        Bits per element of the stationary operand (the weights; for a product of two
+        activations, the second operand); 0 when the front end does not say (the accelerator's
+        native width).
+    activation_bits
+        Bits per element of the activations read (0: the accelerator's native width).
+    output_bits
+        Bits per element of the activations written (0: the accelerator's native width).
     mapping
         Explicit weight-stationary mapping, overriding the one a cost model derives.
     """
@@ -127,13 +135,17 @@ class Layer:
     out_size: tuple[int, ...] = ()
     groups: int = 1
     images: int = 1
+    weight_bits: int = 0
+    activation_bits: int = 0
+    output_bits: int = 0
     mapping: Optional[StationaryMapping] = field(default=None, compare=True)
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
             raise ValueError(f"Layer.kind must be one of {LAYER_KINDS}, got {self.kind!r} (layer {self.name!r})")
         values = (self.macs, self.weights, self.input_elements, self.output_elements, self.ops, self.batch, self.m,
-                  self.k, self.n, self.in_channels, self.out_channels, self.groups, self.images)
+                  self.k, self.n, self.in_channels, self.out_channels, self.groups, self.images, self.weight_bits,
+                  self.activation_bits, self.output_bits)
         if any(type(value) is not int or value < 0 for value in values):
             for name in _COUNT_FIELDS:
                 value = getattr(self, name)
@@ -173,7 +185,7 @@ class Layer:
 
 
 _COUNT_FIELDS = ("macs", "weights", "input_elements", "output_elements", "ops", "batch", "m", "k", "n",
-                 "in_channels", "out_channels", "groups", "images")
+                 "in_channels", "out_channels", "groups", "images", "weight_bits", "activation_bits", "output_bits")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,19 +198,24 @@ class Workload:
         The layers in execution order.
     peak_activation_elements
         Largest number of activation elements alive at once.
+    peak_activation_bits
+        Largest number of activation bits alive at once, each tensor at its own width (0 when
+        the front end does not know widths: cost models then use their native width).
     params
         Stored weights of the whole network.
     source
         ``"onnx"`` or ``"chromosome"``.
     unknown_ops
-        Operator types the front end did not know (costed as element-wise work).
+        Operator type the front end did not know (costed as element-wise work) -> number of
+        nodes of that type.
     """
 
     layers: tuple[Layer, ...]
     peak_activation_elements: int = 0
+    peak_activation_bits: int = 0
     params: int = 0
     source: str = "onnx"
-    unknown_ops: tuple[str, ...] = ()
+    unknown_ops: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [layer.name for layer in self.layers]
@@ -210,6 +227,11 @@ class Workload:
     def macs(self) -> int:
         """Multiply-accumulates of all layers."""
         return sum(layer.macs for layer in self.layers)
+
+
+def format_unknown_ops(unknown_ops: Mapping[str, int]) -> str:
+    """``{"custom.FancyOp": 2, "Foo": 1}`` -> ``"Foo x1, custom.FancyOp x2"`` (one entry per operator type)."""
+    return ", ".join(f"{op} x{count}" for op, count in sorted(unknown_ops.items()))
 
 
 def ceil_div(numerator: int, denominator: int) -> int:

@@ -148,3 +148,25 @@ def test_space_robustness_names_the_whole_training_split_when_retraining_on_all_
                                      epsilon=0.1, pgd_steps=10)
     header = module.table([], None, args).splitlines()[0]
     assert "4 epochs on all training images" in header and "on 0 images" not in header
+
+
+def test_estimator_graphs_compares_both_exports_and_the_int8_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    module = _load("estimator_graphs")
+    assert module.main(["--size", "32", "--runs", "1", "--networks", "resnet18", "--threads", "1"]) == 0
+    tables: list[list[dict[str, str]]] = []
+    for line in capsys.readouterr().out.splitlines():
+        cells = line.split()
+        if cells[:2] == ["network", "exporter"]:
+            tables.append([])
+            header = cells
+        elif tables and cells and cells[0] == "resnet18":
+            tables[-1].append(dict(zip(header, cells)))
+    exports, quantized = tables
+    assert [row["exporter"] for row in exports] == ["torchscript", "dynamo"]
+    for row in exports:
+        assert float(row["macs/flop_counter"]) == pytest.approx(1, abs=0.01) and row["unknown_ops"] == "0"
+        for column in ("dsystolic_mj", "dsystolic_ms", "dcapsacc_mj", "dcapsacc_ms"):
+            assert abs(float(row[column].rstrip("%"))) < 2
+    (int8,) = quantized
+    assert int8["exporter"] == "int8_qdq" and int8["unknown_ops"] == "0"
+    assert float(int8["systolic_int8/float"]) <= 0.5 and float(int8["macs/flop_counter"]) == pytest.approx(1, abs=0.01)

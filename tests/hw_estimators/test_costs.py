@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import onnx
@@ -32,17 +33,29 @@ def test_small_conv_on_capsacc_by_hand() -> None:
     assert row["macs"] == 25 * 4 * 2 * 9
 
 
-def test_small_conv_on_systolic_by_hand() -> None:
+def test_small_float_conv_on_systolic_by_hand() -> None:
+    """A float32 graph runs at the file's 32-bit precision: FP32 energies, 4 bytes per element."""
     row = estimate(small_conv_model(), "systolic").layers.set_index("name").loc["conv"]
     # GEMM view m=25, k=18, n=4: 2 k-tiles x 1 n-tile, each 2*16 + 25 + 16 - 2 cycles
     assert row["cycles"] == 2 * (32 + 25 + 14)
-    sram = 18 * 4 + 25 * 18 + 100 + 2 * 1 * 100 * 4  # weights, streamed inputs, outputs, partial sums (bytes)
-    dram = 76  # the weights, once
-    energy_pj = 1800 * (0.2 + 0.1) + sram * 10 / 8 + dram * 2000 / 8
+    assert (row["bits"], row["weight_bits"], row["activation_bits"], row["output_bits"]) == (32, 32, 32, 32)
+    # weights, streamed inputs, outputs (4 bytes each), partial sums (32-bit accumulators), in bytes
+    sram = 18 * 4 * 4 + 25 * 18 * 4 + 100 * 4 + 2 * 1 * 100 * 4
+    dram = 76 * 4  # the weights, once
+    energy_pj = 1800 * (3.7 + 0.9) + sram * 10 / 8 + dram * 2000 / 8
     assert row["sram_bytes"] == sram
     assert row["dram_bytes"] == dram
     assert row["energy_mj"] == pytest.approx(energy_pj * 1e-9)
     assert row["latency_ms"] == pytest.approx(row["cycles"] * 2e-6)
+
+
+def test_systolic_without_a_float_precision_runs_float_graphs_at_its_native_width(tmp_path: Path) -> None:
+    path = tmp_path / "int8_only.toml"
+    path.write_text('model = "systolic"\n[parameters]\nprecisions = []\n', encoding="utf-8")
+    row = estimate(small_conv_model(), path).layers.set_index("name").loc["conv"]
+    sram = 18 * 4 + 25 * 18 + 100 + 2 * 1 * 100 * 4  # 1 byte per element, partial sums at 32 bits
+    assert row["bits"] == 8 and row["sram_bytes"] == sram and row["dram_bytes"] == 76
+    assert row["energy_mj"] == pytest.approx((1800 * (0.2 + 0.1) + sram * 10 / 8 + 76 * 2000 / 8) * 1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +115,17 @@ def test_custom_accelerator_file(tmp_path: Path) -> None:
     ('model = "capsacc"\n[parameters]\nrows = 0', "rows must be a positive integer"),
     ('model = "capsacc"\n[parameters]\nperiod_ns = 7', "give pe_power_mw explicitly"),
     ('model = "systolic"\ncolour = 1', "unknown top-level keys ['colour']"),
+    ('model = "systolic"\n[[parameters.precisions]]\nbits = 32\nmult_pj = 1', "precisions[0] must be a table with keys"),
+    ('model = "systolic"\n[[parameters.precisions]]\nbits = 8\nmult_pj = 1\nadd_pj = 1\nelementwise_pj = 1',
+     "each width may be declared once"),
+    ('model = "systolic"\n[[parameters.precisions]]\nbits = 16\nmult_pj = -1\nadd_pj = 1\nelementwise_pj = 1',
+     "precision (16 bits) mult_pj must be a non-negative number"),
     ("model = [", "invalid TOML"),
 ])
 def test_bad_accelerator_files(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         load_accelerator(path)
 
 

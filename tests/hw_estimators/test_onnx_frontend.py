@@ -11,7 +11,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch.utils.flop_counter import FlopCounterMode
 
-from hw_estimators import PARSERS, onnx_workload
+from hw_estimators import PARSERS, estimate, format_unknown_ops, onnx_workload
 from hw_estimators.onnx_frontend import DATA_MOVEMENT_OPS
 
 CONTRACTION_OPS = {"aten.convolution", "aten.mm", "aten.addmm", "aten.bmm", "aten.baddbmm"}
@@ -86,7 +86,10 @@ def test_unknown_op_costed_as_elementwise_and_warned_once(caplog: pytest.LogCapt
         workload = onnx_workload(_with_unknown_op())
     warnings = [record for record in caplog.records if "no parser" in record.getMessage()]
     assert len(warnings) == 1 and "custom.FancyOp x2" in warnings[0].getMessage()
-    assert workload.unknown_ops == ("custom.FancyOp",)
+    assert workload.unknown_ops == {"custom.FancyOp": 2}
+    assert format_unknown_ops(workload.unknown_ops) == "custom.FancyOp x2"  # once per operator type, with a count
+    result = estimate(_with_unknown_op())
+    assert result.unknown_ops == {"custom.FancyOp": 2} and result.to_dict()["unknown_ops"] == {"custom.FancyOp": 2}
     fancy = [layer for layer in workload.layers if layer.op_type == "FancyOp"]
     assert [layer.kind for layer in fancy] == ["elementwise", "elementwise"] and fancy[0].ops == 6
 
@@ -104,7 +107,7 @@ def test_einsum_with_ellipsis_and_weight_first() -> None:
     assert layer.kind == "matmul" and layer.macs == 2 * 7 * 5 * 3
     # the weight (5 x 3) is stationary: k = 3, n = 5, m = 14 streamed vectors
     assert (layer.batch, layer.m, layer.k, layer.n) == (1, 14, 3, 5)
-    assert layer.weights == 15
+    assert layer.bias and layer.weights == 15 + 5  # the canonical bias stage: one per output
 
 
 def test_matmul_broadcast_and_gemm() -> None:
@@ -144,9 +147,18 @@ def test_elementwise_chains_of_one_module_are_fused(capsnet_export) -> None:
 def test_dynamic_batch_taken_as_one(caplog: pytest.LogCaptureFixture) -> None:
     model = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [_info("x", ["batch", 5])],
                    [_info("y", ["batch", 5])])
-    with caplog.at_level(logging.WARNING, logger="hw_estimators.onnx_frontend"):
+    with caplog.at_level(logging.WARNING, logger="hw_estimators.onnx_shapes"):
         (layer,) = onnx_workload(model).layers
-    assert layer.ops == 5 and "dynamic dimensions ['batch']" in caplog.text
+    assert layer.ops == 5 and "dynamic dimensions 'batch' (in 2 tensors) are taken as 1" in caplog.text
+
+
+def test_many_dynamic_dimensions_are_counted_not_listed(caplog: pytest.LogCaptureFixture) -> None:
+    names = [f"d{i}" for i in range(8)]
+    model = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [_info("x", names)], [_info("y", names)])
+    with caplog.at_level(logging.WARNING, logger="hw_estimators.onnx_shapes"):
+        onnx_workload(model)
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert "'d0', 'd1', 'd2', 'd3', 'd4' and 3 more (in 2 tensors)" in warning and "'d7'" not in warning
 
 
 def test_registry_has_explicit_entries() -> None:
