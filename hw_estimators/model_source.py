@@ -9,7 +9,7 @@ from typing import Union
 import onnx
 from google.protobuf.message import DecodeError
 
-from .onnx_frontend import CLASS_HIERARCHY_KEY, NAME_SCOPES_KEY
+from .onnx_ops import CLASS_HIERARCHY_KEY, NAME_SCOPES_KEY
 from .workload import prod
 
 ModelSource = Union[onnx.ModelProto, str, os.PathLike, bytes]

@@ -46,6 +46,8 @@ from .onnx_folding import AffineFold, affine_folds
 from .onnx_fusion import elementwise_groups, group_boundary
 from .onnx_graph import DataFlow, GraphIndex
 from .onnx_memory import peak_live_activations
+from .model_source import load_model
+from .onnx_ops import CLASS_HIERARCHY_KEY, NAME_SCOPES_KEY
 from .onnx_ops import (
     DATA_MOVEMENT_OPS, ELEMENTWISE_OPS, MICROSOFT_ELEMENTWISE_OPS, POOL_OPS, QUANTIZATION_OPS, VIEW_OPS,
 )
@@ -57,8 +59,6 @@ _logger = logging.getLogger(__name__)
 __all__ = ["CLASS_HIERARCHY_KEY", "DATA_MOVEMENT_OPS", "ELEMENTWISE_OPS", "NAME_SCOPES_KEY", "PARSERS", "POOL_OPS",
            "ROUTING_CAPSULE_CLASSES", "VIEW_OPS", "onnx_workload"]
 
-CLASS_HIERARCHY_KEY = "pkg.torch.onnx.class_hierarchy"
-NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 #: Module classes (by class name) whose contractions are capsule votes and routing steps.
 ROUTING_CAPSULE_CLASSES: frozenset[str] = frozenset({"ClassCaps", "ConvCaps3d"})
 #: Kinds of layer that always apply a per-output-channel bias when they have trained weights.
@@ -579,8 +579,6 @@ def _choose_parsers(index: GraphIndex, constants: ConstantAnalysis, strict: bool
 
 def _load(model: Union[onnx.ModelProto, str, os.PathLike]) -> onnx.ModelProto:
     if not isinstance(model, onnx.ModelProto):
-        from .model_source import load_model
-
         model = load_model(model)
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)

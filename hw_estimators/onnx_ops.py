@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from onnx import TensorProto
 
+#: Node metadata the dynamo exporter writes: the module classes and module paths a node came from.
+CLASS_HIERARCHY_KEY = "pkg.torch.onnx.class_hierarchy"
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
 #: Operators that only move or re-describe data: no layer.
 DATA_MOVEMENT_OPS: frozenset[str] = frozenset({
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Shape", "Size", "Constant",

@@ -34,7 +34,8 @@ ENTRY_POINTS = ("nni_capsnas/__main__.py",)
 LAZY_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
     ("trials/datasets.py", "torchvision"): "optional 'vision' extra; 4 s to import",
     ("trials/datasets.py", "sklearn.datasets"): "1 s to import, only the digits loader needs it",
-    ("hw_estimators/onnx_frontend.py", "hw_estimators.model_source"): "model_source imports onnx_frontend",
+    ("hw_estimators/onnx_shapes.py", "onnxruntime.tools.symbolic_shape_infer"):
+        "4 s to import (sympy); only graphs whose shapes ONNX's own inference cannot resolve need it",
 }
 #: Modules whose functions may import anything: the CLI's sub-commands import torch / NNI (2-7 s)
 #: inside ``run`` so that ``--help`` and the light commands start at once.

@@ -11,7 +11,7 @@ from nni_capsnas.app.commands import print_now
 _logger = logging.getLogger(__name__)
 
 #: Per-layer table columns printed by ``--per-layer`` (those present).
-TABLE_COLUMNS = ("name", "kind", "module", "shape", "macs", "weights", "cycles", "latency_ms", "energy_mj")
+TABLE_COLUMNS = ("name", "kind", "bits", "module", "shape", "macs", "weights", "cycles", "latency_ms", "energy_mj")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from hw_estimators import estimate, estimate_chromosome, read_chromosome
+    from hw_estimators import estimate, estimate_chromosome, format_unknown_ops, read_chromosome
 
     if (args.model is None) == (args.chromosome is None):
         raise ValueError("give either MODEL.onnx or --chromosome FILE.chr (exactly one)")
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"  host latency  {result.host_latency_ms:12.4f} ms  (measured on this CPU with onnxruntime, "
                      f"median of {result.host_latency_runs} runs)")
     if result.unknown_ops:
-        lines.append(f"  costed as element-wise (no parser): {', '.join(result.unknown_ops)}")
+        lines.append(f"  costed as element-wise (no parser): {format_unknown_ops(result.unknown_ops)}")
     print_now("\n".join(lines))
     if args.per_layer:
         columns = [column for column in TABLE_COLUMNS if column in result.layers.columns]
