@@ -36,7 +36,7 @@ import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from hw_estimators import clear_cache, estimate
-from nni_capsnas.commands import print_now
+from nni_capsnas.app.commands import print_now
 from nni_capsnas.export import export_onnx
 from nni_capsnas.quiet import logger_levels, silence_known_warnings
 

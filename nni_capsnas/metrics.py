@@ -34,6 +34,9 @@ class Metric:
         Human-readable name for plot axes and tables.
     source
         :data:`TRIAL`, :data:`ESTIMATOR` or :data:`HOST`.
+    log_scale
+        Whether differences are relative (costs spanning decades): plots, hypervolumes and
+        surrogate-guided selection compare its logarithm.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Metric:
     unit: str
     label: str
     source: str
+    log_scale: bool = False
 
     @property
     def axis_label(self) -> str:
@@ -56,13 +60,13 @@ class Metric:
 METRICS: Mapping[str, Metric] = {metric.name: metric for metric in (
     Metric("accuracy", "max", "", "held-out accuracy", TRIAL),
     Metric("robust_accuracy", "max", "", "robust accuracy (attacked held-out split)", TRIAL),
-    Metric("energy_mj", "min", "mJ", "energy per inference", ESTIMATOR),
-    Metric("latency_ms", "min", "ms", "latency per inference", ESTIMATOR),
-    Metric("memory_kib", "min", "KiB", "memory", ESTIMATOR),
-    Metric("macs", "min", "MACs", "multiply-accumulates", ESTIMATOR),
-    Metric("params", "min", "", "parameters", ESTIMATOR),
-    Metric("host_latency_ms", "min", "ms", "measured CPU latency (onnxruntime)", HOST),
-    Metric("train_seconds", "min", "s", "training time", TRIAL),
+    Metric("energy_mj", "min", "mJ", "energy per inference", ESTIMATOR, log_scale=True),
+    Metric("latency_ms", "min", "ms", "latency per inference", ESTIMATOR, log_scale=True),
+    Metric("memory_kib", "min", "KiB", "memory", ESTIMATOR, log_scale=True),
+    Metric("macs", "min", "MACs", "multiply-accumulates", ESTIMATOR, log_scale=True),
+    Metric("params", "min", "", "parameters", ESTIMATOR, log_scale=True),
+    Metric("host_latency_ms", "min", "ms", "measured CPU latency (onnxruntime)", HOST, log_scale=True),
+    Metric("train_seconds", "min", "s", "training time", TRIAL, log_scale=True),
 )}
 
 #: NNI's main metric (the web UI's curve): a copy of one of the metrics above.
@@ -121,3 +125,9 @@ def axis_label(name: str) -> str:
     """Plot label of a metric (its name when it is not in the registry)."""
     entry: Optional[Metric] = METRICS.get(name)
     return entry.axis_label if entry is not None else name
+
+
+def is_log_scale(name: str) -> bool:
+    """Whether metric ``name`` is compared on a log scale (``False`` when it is not in the registry)."""
+    entry: Optional[Metric] = METRICS.get(name)
+    return entry is not None and entry.log_scale

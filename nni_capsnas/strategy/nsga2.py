@@ -1,37 +1,37 @@
-"""NSGA-II as an NNI strategy: pymoo proposes, NNI trains, hardware budgets filter first."""
+"""NSGA-II as an NNI strategy: a surrogate (or pymoo) proposes, NNI trains, hardware budgets filter first."""
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import threading
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 
-import numpy as np
 from nni.nas.execution import ExecutionEngine
 from nni.nas.execution.event import FinalMetricEvent, ModelEventType
 from nni.nas.space import ExecutableModelSpace, ModelStatus
 from nni.nas.strategy.base import Strategy
-from pymoo.algorithms.moo.nsga2 import NSGA2 as PymooNSGA2
 from pymoo.core.crossover import Crossover
-from pymoo.core.evaluator import Evaluator
 from pymoo.core.mutation import Mutation
-from pymoo.core.population import Population
-from pymoo.core.problem import Problem
 from pymoo.operators.crossover.ux import UniformCrossover
-from pymoo.problems.static import StaticProblem
 
 from .archive import FAILED, REJECTED, RUNNING, TRAINED, Archive, Evaluation, Key
 from .encoding import SampleCodec
+from .evolution_generations import EvolutionGenerations
 from .mutation import ResampleMutation
-from .sampling import DistinctIntegerSampling
-from .waiting import wait_for_models
+from .objective_scale import ObjectiveScale
 from .objectives import Objectives
-from .pareto import normalised_hypervolume
+from .surrogate import ExtraTreesSurrogate, GaussianProcessSurrogate, Surrogate
+from .surrogate_generations import SurrogateGenerations
+from .surrogate_search import SurrogateProposer, SurrogateSettings
+from .waiting import wait_for_models
 
 _logger = logging.getLogger(__name__)
 
 HardwareEstimator = Callable[[dict[str, Any]], Mapping[str, float]]
+#: Surrogates by name (``surrogate=`` and the configuration's ``strategy.options.surrogate``).
+SURROGATES: dict[str, Callable[[], Surrogate]] = {"extra-trees": ExtraTreesSurrogate,
+                                                  "gaussian-process": GaussianProcessSurrogate}
 
 #: NNI trial statuses (last event in its database) of trials that will still run or finish.
 IN_FLIGHT = frozenset({"WAITING", "RUNNING", "ADD_RESUMED", "ADD_CUSTOMIZED"})
@@ -40,19 +40,25 @@ CANCELLED = frozenset({"USER_CANCELED", "USER_TO_CANCEL", "EARLY_STOPPED"})
 
 
 class NSGA2(Strategy):
-    """Multi-objective architecture search with pymoo's NSGA-II (Deb et al. 2002), as in NASCaps.
+    """Multi-objective architecture search: NSGA-II (Deb et al. 2002) as in NASCaps, surrogate-assisted.
 
-    Individuals are integer vectors over the space's labelled choices. Each generation,
-    pymoo proposes offspring; architectures already seen are answered from the archive (never
-    trained twice); architectures whose estimated hardware cost breaks a ``constraints`` bound
-    are rejected in this process before any training; the rest become NNI trials. Trials
-    report a metric dict (``default``, ``accuracy``, ``energy_mj``, ...); failed trials become
-    infeasible individuals and never enter the front.
+    Individuals are integer vectors over the space's labelled choices. Architectures already
+    seen are never trained again; architectures whose estimated hardware cost breaks a
+    ``constraints`` bound are rejected in this process before any training; the rest become
+    NNI trials, which report a metric dict (``default``, ``accuracy``, ``energy_mj``, ...);
+    failed trials become infeasible individuals and never enter the front.
+
+    With a ``surrogate`` (the default), each generation after a random first one fits the
+    surrogate on the trained architectures, screens a pool of thousands of candidates with the
+    objectives ``hardware_estimator`` answers exactly and the predicted rest, and trains the
+    ``offspring_size`` candidates with the best optimistic hypervolume gain (see
+    :mod:`~nni_capsnas.strategy.surrogate_search`). With ``surrogate=None`` pymoo's NSGA-II
+    proposes every generation, as NASCaps ran it.
 
     Parameters
     ----------
     population_size
-        Individuals kept per generation (and size of the first generation).
+        Size of the first generation (and, without a surrogate, individuals kept per generation).
     offspring_size
         New individuals per generation (default: ``population_size``).
     objectives
@@ -60,14 +66,34 @@ class NSGA2(Strategy):
         latency_ms and memory_kib min.
     constraints
         Metric name -> upper bound, e.g. ``{"energy_mj": 50}``. Bounds on metrics that
-        ``hardware_estimator`` returns are enforced before training; all are enforced on
-        the reported metrics.
+        ``hardware_estimator`` returns are enforced before training (on the whole candidate
+        pool with a surrogate); all are enforced on the reported metrics.
     crossover, mutation
-        pymoo operators on the integer genes (default: uniform crossover and
-        :class:`~nni_capsnas.strategy.mutation.ResampleMutation`).
+        pymoo operators on the integer genes of the plain NSGA-II (default: uniform crossover
+        and :class:`~nni_capsnas.strategy.mutation.ResampleMutation`).
     hardware_estimator
-        Callable from an NNI sample to estimated metrics (e.g. ``{"energy_mj": ...}``),
-        used for the pre-training check.
+        Callable from an NNI sample to metrics known before training (e.g.
+        :class:`~nni_capsnas.hardware_cost.SampleCostEstimator`): used for the constraint check
+        and, with a surrogate, as exact objectives. Without it every objective is predicted.
+    surrogate
+        ``"gaussian-process"`` (default: :class:`~nni_capsnas.strategy.surrogate.GaussianProcessSurrogate`),
+        ``"extra-trees"``, any object with the :class:`~nni_capsnas.strategy.surrogate.Surrogate`
+        methods, or ``None`` (or ``"none"``) for the plain NSGA-II.
+    pool_size
+        Candidates screened per surrogate generation.
+    optimism
+        Standard deviations of the surrogate's uncertainty added in the hopeful direction when
+        ranking candidates (0: the predicted mean).
+    cost_aware
+        Rank candidates by hypervolume gain per expected training second (predicted from the
+        trials' ``train_seconds``).
+    max_stalled_generations
+        Stop after this many consecutive generations that produced no new trial (the
+        space, or its feasible part, is exhausted).
+    seed
+        Seed of every random choice. The generators' states are checkpointed (pymoo's with its
+        population, ranks and crowding distances), so a stopped and resumed search proposes
+        the same architectures as an uninterrupted one.
 
     Attributes
     ----------
@@ -77,13 +103,6 @@ class NSGA2(Strategy):
         Optional callable returning the experiment's finished trials (records with
         ``trial_id``, ``status``, ``sample``, ``metrics``); read every generation, so trials
         NNI ran outside this strategy's view (resumed after a restart) are adopted.
-    max_stalled_generations
-        Stop after this many consecutive generations that produced no new trial (the
-        space, or its feasible part, is exhausted).
-    seed
-        Seed of pymoo's random generator. The generator's state is checkpointed with the
-        population (its ranks and crowding distances included), so a stopped and resumed
-        search proposes the same architectures as an uninterrupted one.
     """
 
     def __init__(self, *, population_size: int = 16, offspring_size: Optional[int] = None,
@@ -91,6 +110,8 @@ class NSGA2(Strategy):
                  constraints: Optional[Mapping[str, float]] = None,
                  crossover: Optional[Crossover] = None, mutation: Optional[Mutation] = None,
                  hardware_estimator: Optional[HardwareEstimator] = None,
+                 surrogate: Union[str, Surrogate, None] = "gaussian-process", pool_size: int = 2000,
+                 optimism: float = 1.0, cost_aware: bool = False,
                  max_stalled_generations: int = 5, seed: int = 0) -> None:
         super().__init__()
         if population_size < 2:
@@ -105,16 +126,16 @@ class NSGA2(Strategy):
         self.crossover = crossover or UniformCrossover(prob=0.9)
         self.mutation = mutation or ResampleMutation()
         self.hardware_estimator = hardware_estimator
+        self.surrogate_factory = _surrogate_factory(surrogate)
+        self.surrogate_settings = SurrogateSettings(pool_size=pool_size, optimism=optimism, cost_aware=cost_aware)
         self.max_stalled_generations = max_stalled_generations
         self.seed = seed
         self.archive = Archive()
         self.generation = 0
-        self._population: Optional[list[list[int]]] = None
-        #: pymoo's survival ranks and crowding distances of ``_population`` (tournaments read them).
-        self._population_rank: Optional[list[int]] = None
-        self._population_crowding: Optional[list[float]] = None
-        #: pymoo's bit-generator state at the end of the last generation, as JSON (128-bit integers).
-        self._rng_state: Optional[str] = None
+        self.scale = ObjectiveScale(self.objectives)
+        self._generations: Optional[Union[EvolutionGenerations, SurrogateGenerations]] = None
+        self._generations_state: dict[str, Any] = {}
+        self._exact_cache: dict[Key, Optional[dict[str, float]]] = {}
         self._codec: Optional[SampleCodec] = None
         self._reported: dict[int, dict[str, Any]] = {}
         self._models: dict[Key, ExecutableModelSpace] = {}
@@ -123,9 +144,10 @@ class NSGA2(Strategy):
         self.trial_history: Optional[Callable[[], Iterable[Any]]] = None
 
     def extra_repr(self) -> str:
+        surrogate = self.surrogate_factory() if self.surrogate_factory is not None else None
         return (f"population_size={self.population_size}, offspring_size={self.offspring_size}, "
                 f"objectives={self.objectives.directions}, constraints={self.objectives.constraints}, "
-                f"seed={self.seed}")
+                f"surrogate={surrogate!r}, seed={self.seed}")
 
     # --- NNI hooks -------------------------------------------------------------------------
 
@@ -164,25 +186,25 @@ class NSGA2(Strategy):
                              ", ".join(f"{name} {member[name]:.4g}" for name in self.objectives.names))
 
     def _search(self) -> None:
-        algorithm = self._make_algorithm()
+        generations = self._require_generations()
+        if self.generation:
+            _logger.info("resuming at generation %d with %d architectures in the archive", self.generation,
+                         len(self.archive))
         stalled = 0
         while True:
-            population = algorithm.ask()
-            if population is None or len(population) == 0:
-                _logger.info("NSGA-II cannot produce new offspring (the space is exhausted); stopping")
+            keys = generations.ask()
+            if not keys:
+                _logger.info("no new architecture to propose (the space is exhausted); stopping")
                 return
-            keys = [tuple(int(g) for g in x) for x in population.get("X")]
             submitted, budget_left = self._evaluate_generation(keys)
             if not budget_left:
                 _logger.info("trial budget exhausted after generation %d", self.generation)
                 return
             if self.trial_history is not None:
                 self.adopt_trials(self.trial_history())
-            self._evaluate_population(algorithm, population)
-            algorithm.tell(infills=population)
+            generations.tell()
             self.generation += 1
-            self._remember(algorithm)
-            self._log_generation(submitted)
+            self._log_generation(submitted, generations.log_fields())
             for hook in self.on_generation_end:
                 hook()
             stalled = 0 if submitted else stalled + 1
@@ -198,10 +220,11 @@ class NSGA2(Strategy):
             _logger.info("%d architectures were training at the checkpoint: NNI resumes those trials and "
                          "their results are adopted when they finish", running)
         self.generation = int(state_dict["generation"])
-        self._population = state_dict.get("population")
-        self._population_rank = state_dict.get("population_rank")
-        self._population_crowding = state_dict.get("population_crowding")
-        self._rng_state = state_dict.get("rng_state")
+        self.scale.load_state_dict(state_dict.get("hypervolume_box") or {})
+        self._generations_state = {key: value for key, value in state_dict.items()
+                                   if key not in ("archive", "generation", "hypervolume_box", "seed")}
+        if self._generations is not None:
+            self._generations.load_state_dict(self._generations_state)
 
     def adopt_trials(self, records: Iterable[Any]) -> int:
         """Record what NNI knows of trials (``status``, ``sample``, ``metrics``) that the archive lacks.
@@ -248,10 +271,9 @@ class NSGA2(Strategy):
         return adopted
 
     def state_dict(self) -> dict:
+        generations = self._generations.state_dict() if self._generations is not None else self._generations_state
         return {"archive": self.archive.state_dict(), "generation": self.generation,
-                "population": self._population, "population_rank": self._population_rank,
-                "population_crowding": self._population_crowding, "rng_state": self._rng_state,
-                "seed": self.seed}
+                "hypervolume_box": self.scale.state_dict(), **generations, "seed": self.seed}
 
     def list_models(self, sort: bool = True, limit: Optional[int] = None) -> Iterator[ExecutableModelSpace]:
         """The Pareto front (``sort=True``, by ``default`` descending) or every trained model."""
@@ -271,60 +293,34 @@ class NSGA2(Strategy):
 
     # --- internals -------------------------------------------------------------------------
 
-    def _make_algorithm(self) -> PymooNSGA2:
-        codec = self._require_codec()
-        sampling: Any = DistinctIntegerSampling()
-        if self._population:
-            sampling = np.array(self._population, dtype=float)
-            _logger.info("resuming at generation %d with %d architectures in the archive",
-                         self.generation, len(self.archive))
-        problem = Problem(n_var=len(codec.labels), n_obj=len(self.objectives.names),
-                          n_ieq_constr=1 + len(self.objectives.constraints),
-                          xl=np.zeros(len(codec.labels)), xu=codec.upper_bounds, vtype=int)
-        algorithm = PymooNSGA2(pop_size=self.population_size, n_offsprings=self.offspring_size,
-                               sampling=sampling, crossover=self.crossover, mutation=self.mutation,
-                               eliminate_duplicates=True)
-        algorithm.setup(problem, termination=("n_gen", 10 ** 9), seed=self.seed)
-        if self._population:
-            self._restore(algorithm)
-        return algorithm
+    def _require_generations(self) -> Union[EvolutionGenerations, SurrogateGenerations]:
+        """The source of generations, built once the space is known (and given any checkpointed state)."""
+        if self._generations is None:
+            codec = self._require_codec()
+            if self.surrogate_factory is None:
+                self._generations = EvolutionGenerations(
+                    archive=self.archive, objectives=self.objectives, upper_bounds=codec.upper_bounds,
+                    population_size=self.population_size, offspring_size=self.offspring_size,
+                    crossover=self.crossover, mutation=self.mutation, seed=self.seed,
+                    train=self._evaluate_generation)
+            else:
+                proposer = SurrogateProposer(self.scale, self.surrogate_factory, self.surrogate_settings)
+                self._generations = SurrogateGenerations(
+                    archive=self.archive, upper_bounds=codec.upper_bounds, exact=self._exact_metrics,
+                    proposer=proposer, population_size=self.population_size, offspring_size=self.offspring_size,
+                    seed=self.seed)
+            self._generations.load_state_dict(self._generations_state)
+        return self._generations
 
-    def _remember(self, algorithm: PymooNSGA2) -> None:
-        """Keep what the next generation depends on: population, ranks, crowding, generator state."""
-        population = algorithm.pop
-        self._population = [list(map(int, x)) for x in population.get("X")]
-        self._population_rank = [int(rank) for rank in population.get("rank")]
-        self._population_crowding = [float(distance) for distance in population.get("crowding")]
-        self._rng_state = json.dumps(algorithm.random_state.bit_generator.state)
-
-    def _restore(self, algorithm: PymooNSGA2) -> None:
-        """Put a fresh pymoo NSGA-II where the checkpointed one was at the end of its last generation.
-
-        pymoo initialises from the saved population (its first ask/tell, answered from the
-        archive); then the saved order, ranks, crowding distances and generator state replace
-        what that re-initialisation computed, so the next offspring are the ones an
-        uninterrupted search would have proposed.
-        """
-        initial = algorithm.ask()
-        keys = [tuple(int(g) for g in x) for x in initial.get("X")]
-        self._evaluate_generation(keys)  # normally nothing to train: survivors are in the archive
-        self._evaluate_population(algorithm, initial)
-        algorithm.tell(infills=initial)
-        if self._population_rank is None or self._rng_state is None:
-            _logger.info("the checkpoint holds no generator state (an older release): the search continues "
-                         "with different random choices than an uninterrupted one")
-            return
-        population = Population.new(X=np.array(self._population, dtype=float))
-        self._evaluate_population(algorithm, population)
-        population.set("rank", np.array(self._population_rank), "crowding", np.array(self._population_crowding))
-        algorithm.pop = population
-        algorithm.random_state.bit_generator.state = json.loads(self._rng_state)
-
-    def _evaluate_population(self, algorithm: PymooNSGA2, population: Population) -> None:
-        """Give pymoo the archive's objective and constraint values of ``population``."""
-        keys = [tuple(int(g) for g in x) for x in population.get("X")]
-        F, G = self.archive.objective_arrays(keys, self.objectives)
-        Evaluator().eval(StaticProblem(algorithm.problem, F=F, G=G), population)
+    def _exact_metrics(self, key: Key) -> Optional[dict[str, float]]:
+        """What ``hardware_estimator`` answers for an architecture before training (cached)."""
+        if self.hardware_estimator is None:
+            return None
+        if key not in self._exact_cache:
+            estimate = self.hardware_estimator(self._require_codec().decode(key))
+            self._exact_cache[key] = {name: float(value) for name, value in estimate.items()
+                                      if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        return self._exact_cache[key]
 
     def _require_codec(self) -> SampleCodec:
         if self._codec is None:
@@ -391,18 +387,34 @@ class NSGA2(Strategy):
             return
         self.archive.record(key, Evaluation(sample, TRAINED, {k: _plain(v) for k, v in metrics.items()}))
 
-    def _log_generation(self, submitted: int) -> None:
+    def _log_generation(self, submitted: int, extra: Mapping[str, Any]) -> None:
+        """One line per generation; the hypervolume is inside a box fixed at the first generation."""
         front = self.archive.front(self.objectives)
         trained = [e for _, e in self.archive.items() if e.status == TRAINED]
         hv = 0.0
         if front:
-            all_points = np.stack([self.objectives.to_minimisation(e.metrics) for e in trained])
-            points = np.stack([self.objectives.to_minimisation(e.metrics) for _, e in front])
-            ideal, worst = all_points.min(axis=0), all_points.max(axis=0)
-            hv = normalised_hypervolume(points, ideal, worst + 0.1 * (worst - ideal) + 1e-12)
+            if not self.scale.is_fixed:
+                self.scale.fix(self.scale.points([e.metrics for e in trained]))
+            hv = self.scale.hypervolume(self.scale.points([e.metrics for _, e in front]))
+        details = "".join(f", {name} {value:.3f}" if isinstance(value, float) else f", {name} {value}"
+                          for name, value in extra.items())
         _logger.info("generation %d: %d new trials, %d trained, %d failed, %d rejected before training, "
-                     "front size %d, hypervolume %.4f", self.generation, submitted, len(trained),
-                     self.archive.count(FAILED), self.archive.count(REJECTED), len(front), hv)
+                     "front size %d, hypervolume %.4f%s", self.generation, submitted, len(trained),
+                     self.archive.count(FAILED), self.archive.count(REJECTED), len(front), hv, details)
+
+
+def _surrogate_factory(surrogate: Union[str, Surrogate, None]) -> Optional[Callable[[], Surrogate]]:
+    """A factory of fresh surrogates for the ``surrogate`` argument."""
+    if surrogate is None or surrogate == "none":
+        return None
+    if isinstance(surrogate, str):
+        if surrogate not in SURROGATES:
+            raise ValueError(f"surrogate must be one of {', '.join(SURROGATES)}, 'none', None or a surrogate object, "
+                             f"got {surrogate!r}")
+        return SURROGATES[surrogate]
+    if not (callable(getattr(surrogate, "fit", None)) and callable(getattr(surrogate, "predict", None))):
+        raise ValueError(f"surrogate must have fit() and predict() methods, got {type(surrogate).__name__}")
+    return lambda: copy.deepcopy(surrogate)
 
 
 def _plain(value: Any) -> Any:

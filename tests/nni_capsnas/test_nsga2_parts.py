@@ -117,15 +117,15 @@ def test_archive_state_round_trips_through_torch_weights_only(tmp_path) -> None:
 
 
 def test_strategy_state_dict_is_plain_and_restores(tmp_path) -> None:
-    strategy = NSGA2(population_size=4, objectives={"accuracy": "max", "params": "min"})
+    strategy = NSGA2(population_size=4, objectives={"accuracy": "max", "params": "min"}, surrogate=None)
     strategy.archive.record((1, 0), Evaluation({"x": 1}, TRAINED, {"accuracy": 0.5, "params": 3.0}))
     strategy.generation = 3
-    strategy._population = [[1, 0], [0, 1]]
+    strategy.load_state_dict({**strategy.state_dict(), "population": [[1, 0], [0, 1]]})
     path = tmp_path / "strategy.pt"
     torch.save(strategy.state_dict(), path)
-    other = NSGA2(population_size=4, objectives={"accuracy": "max", "params": "min"})
+    other = NSGA2(population_size=4, objectives={"accuracy": "max", "params": "min"}, surrogate=None)
     other.load_state_dict(torch.load(path, weights_only=True))
-    assert other.generation == 3 and other._population == [[1, 0], [0, 1]]
+    assert other.generation == 3 and other.state_dict()["population"] == [[1, 0], [0, 1]]
     assert other.pareto_front() == [{"sample": {"x": 1}, "accuracy": 0.5, "params": 3.0}]
 
 
