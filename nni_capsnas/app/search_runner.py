@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 from ..nni_compat.console_log import route_nni_logs_to_root
 from ..nni_compat.experiment_db import (ExperimentFolder, failure_reason, locate_experiment, read_trial_records,
                                         read_trials)
-from ..nni_compat.node_preloads import EVERY_INTERFACE, bind_trial_parameters, bind_webui
+from ..nni_compat.node_preloads import EVERY_INTERFACE, bind_trial_parameters, bind_webui, schedule_every_gpu
 from .config import CONFIG_FILE, SearchConfig, is_one_shot
 from .device_check import check_devices_available
 from .experiment_builder import build_experiment, build_space
@@ -166,7 +166,7 @@ def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, r
     logging.getLogger("nni").setLevel(logging.WARNING)
     interrupted = False
     try:
-        with bind_trial_parameters(), bind_webui(host):
+        with bind_trial_parameters(), schedule_every_gpu(), bind_webui(host):
             # NNI returns None when it caught a KeyboardInterrupt (and stopped the experiment).
             finished = experiment.resume(port=port) if resume else experiment.run(port=port)
         interrupted = finished is None
