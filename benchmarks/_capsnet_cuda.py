@@ -11,9 +11,11 @@ held-out pass on 1,000 images).
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass
 from typing import Callable
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -52,6 +54,8 @@ def cuda_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
     """Median seconds of ``fn`` on the GPU (CUDA events around each call)."""
     for _ in range(warmup):
         fn()
+    if not torch.cuda.is_available():  # a smoke run of this script's code on the CPU
+        return statistics.median(_host_seconds(fn) for _ in range(repeats))
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
@@ -62,6 +66,12 @@ def cuda_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> float:
         end.synchronize()
         times.append(start.elapsed_time(end) / 1e3)
     return statistics.median(times)
+
+
+def _host_seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def matmul_tflops(dtype: torch.dtype, sizes: tuple[int, ...] = (4096, 8192, 12288)) -> float:
@@ -90,9 +100,9 @@ def _network(kind: str, channels_last: bool, device: torch.device) -> nn.Module:
     return model
 
 
-def measure(configuration: Configuration, batch: int, steps: int) -> dict:
-    """Training and inference figures of one configuration on ``cuda:0``."""
-    device = torch.device("cuda", 0)
+def measure(configuration: Configuration, batch: int, steps: int, *, warmup: int = 5,
+            device: torch.device = torch.device("cuda", 0)) -> dict:
+    """Training and inference figures of one configuration on ``device`` (a GPU; the CPU for a smoke run)."""
     torch.manual_seed(0)
     model = _network(configuration.network, configuration.channels_last, device)
     optimizer = (make_optimizer(model.parameters(), learning_rate=1e-3) if configuration.network == "ours"
@@ -113,17 +123,33 @@ def measure(configuration: Configuration, batch: int, steps: int) -> dict:
         with torch.no_grad(), autocast(device, precision):
             model(images)
 
-    torch.cuda.reset_peak_memory_stats(device)
+    on_gpu = device.type == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
     with fast_cuda_kernels(device):
         with FlopCounterMode(display=False) as counter:
             train_step()
         step_flops = counter.get_total_flops()
-        step_s = cuda_seconds(train_step, repeats=steps, warmup=5)
+        step_s = cuda_seconds(train_step, repeats=steps, warmup=warmup)
         model.eval()
-        inference_s = cuda_seconds(inference, repeats=steps, warmup=3)
+        inference_s = cuda_seconds(inference, repeats=steps, warmup=min(warmup, 3))
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if on_gpu else float("nan")
     return {"configuration": configuration.name, "step_ms": step_s * 1e3, "train_images_s": batch / step_s,
             "train_tflops": step_flops / step_s / 1e12, "inference_images_s": batch / inference_s,
-            "peak_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30}
+            "peak_gib": peak}
+
+
+def comparison_table(rows: list[dict]) -> pd.DataFrame:
+    """The rows of :func:`measure` as a table, with each configuration's training speed-up over the
+    plain CapsNet at the same precision and over the plain one in float32/TF32."""
+    table = pd.DataFrame(rows).set_index("configuration")
+    plain = {"fp32": table.loc["plain fp32/TF32", "train_images_s"], "bf16": table.loc["plain bf16", "train_images_s"]}
+    table["train x plain (same precision)"] = [
+        row.train_images_s / plain["bf16" if "bf16" in str(index) else "fp32"] for index, row in table.iterrows()]
+    table["train x plain fp32/TF32"] = table["train_images_s"] / plain["fp32"]
+    return table.rename(columns={"step_ms": "train step ms", "train_images_s": "train img/s",
+                                 "train_tflops": "train TFLOP/s", "inference_images_s": "inference img/s",
+                                 "peak_gib": "peak GiB"})
 
 
 def mnist_epoch_seconds(batch: int, precision: str, epochs: int = 2) -> list[float]:

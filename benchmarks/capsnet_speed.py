@@ -228,32 +228,23 @@ def main() -> None:
 
 def cuda_main(args: argparse.Namespace) -> None:
     """``--device cuda``: our CapsNet against the plain one, matrix-product reference, MNIST epochs."""
-    import pandas as pd
     import torch
 
     if not torch.cuda.is_available():
         print_now(f"no CUDA GPU here (torch {torch.__version__}, torch.cuda.is_available() is False): "
                   "nothing to measure")
         return
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from _capsnet_cuda import CONFIGURATIONS, MNIST_TRAIN_IMAGES, matmul_tflops, measure, mnist_epoch_seconds
-
     from nni_capsnas.quiet import silence_known_warnings
 
-    silence_known_warnings()
+    silence_known_warnings()  # before NNI's modules are imported (they warn at import time)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _capsnet_cuda import (CONFIGURATIONS, MNIST_TRAIN_IMAGES, comparison_table, matmul_tflops, measure,
+                               mnist_epoch_seconds)
+
     batch = args.batch or 128
     name = torch.cuda.get_device_name(0)
     tf32, bf16 = matmul_tflops(torch.float32), matmul_tflops(torch.bfloat16)
-    rows = [measure(configuration, batch, args.steps) for configuration in CONFIGURATIONS]
-    table = pd.DataFrame(rows).set_index("configuration")
-    plain = {precision: table.loc[f"plain {label}", "train_images_s"]
-             for precision, label in (("fp32", "fp32/TF32"), ("bf16", "bf16"))}
-    table["train x plain (same precision)"] = [
-        row.train_images_s / plain["bf16" if "bf16" in index else "fp32"] for index, row in table.iterrows()]
-    table["train x plain fp32/TF32"] = table["train_images_s"] / plain["fp32"]
-    table = table.rename(columns={"step_ms": "train step ms", "train_images_s": "train img/s",
-                                  "train_tflops": "train TFLOP/s", "inference_images_s": "inference img/s",
-                                  "peak_gib": "peak GiB"})
+    table = comparison_table([measure(configuration, batch, args.steps) for configuration in CONFIGURATIONS])
     print_now(f"Sabour CapsNet (8.2 M parameters, decoder included), batch {batch}, {name}, "
               f"torch {torch.__version__}; medians of {args.steps} steps after warm-up")
     print_now(f"dense matrix product: {tf32:,.0f} TFLOP/s TF32, {bf16:,.0f} TFLOP/s bfloat16 (best square size)")
