@@ -112,3 +112,16 @@ def test_train_bad_device_or_precision_is_a_one_line_error(capsys: pytest.Captur
                                                             value: str, message: str) -> None:
     assert main(["train", "--no-progress", flag, value]) == 2
     assert capsys.readouterr().err.strip() == f"nni-capsnas train: error: {message}"
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--device", "cuda:x", "--device: device must be one of auto, cpu, cuda, cuda:N (N a GPU index), got 'cuda:x'"),
+    ("--device", "cuda:9999", "--device: device 'cuda:9999' "),
+    ("--precision", "tf32", "--precision: precision must be one of fp32, bf16, fp16, got 'tf32'"),
+])
+def test_retrain_checks_device_and_precision_before_reading_the_experiment(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str) -> None:
+    assert main(["retrain", "no-such-experiment", "--workdir", str(tmp_path), flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"nni-capsnas retrain: error: {message}"), err
+    assert list(tmp_path.iterdir()) == []
