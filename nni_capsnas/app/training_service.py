@@ -124,6 +124,10 @@ def configure_training_service(experiment_config: Any, section: TrainingServiceS
             _logger.info("NNI gives each trial %d GPU(s)%s, up to %d trial(s) per GPU", section.trial_gpu_number,
                          f" of {section.gpu_indices}" if section.gpu_indices is not None else "",
                          section.max_trial_number_per_gpu)
+        if section.max_trial_number_per_gpu > 1 and not section.use_active_gpu:
+            _logger.warning("training_service.max_trial_number_per_gpu = %d but use_active_gpu = false: NNI counts a "
+                            "GPU that runs a trial as busy, so trials will rarely share one; set use_active_gpu = "
+                            "true to share", section.max_trial_number_per_gpu)
         return
     code_directory = Path(code_directory or Path.cwd())
     check_upload(code_directory)
