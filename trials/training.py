@@ -222,34 +222,21 @@ def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConf
     optimizer = make_optimizer(model.parameters(), learning_rate=config.learning_rate,
                                weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    scaler = grad_scaler(device, config.precision)
-    criterion = ClassificationLoss(reconstruction_weight=config.reconstruction_weight)
-    decoder = getattr(model, "decoder", None)
-    adversary = (config.adversarial.adversary(torch.Generator().manual_seed(config.seed))
-                 if config.adversarial is not None else None)
+    step = _TrainingStep(model, config, optimizer, grad_scaler(device, config.precision), device)
     result = TrainResult(device=device_name(device))
     with fast_cuda_kernels(device):
         for epoch in range(1, config.epochs + 1):
             start = time.perf_counter()
             model.train()
-            running_loss = torch.zeros((), dtype=torch.float64, device=device)
             bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-            for step, (images, labels) in enumerate(bar, start=1):
-                images = random_shift(images, config.shift_pixels, generator)
-                with autocast(device, config.precision):
-                    loss = criterion(model(images), labels, images, decoder)
-                    if adversary is not None:
-                        adversarial_images = adversary(model, images, labels).detach()
-                        adversarial_loss = criterion(model(adversarial_images), labels, images, decoder)
-                        loss = (1 - config.adversarial_weight) * loss + config.adversarial_weight * adversarial_loss
+            running_loss = torch.zeros((), dtype=torch.float64, device=device)
+            for index, (images, labels) in enumerate(bar):
+                loss = step.loss(random_shift(images, config.shift_pixels, generator), labels)
                 running_loss += loss.detach()
-                if (step - 1) % LOSS_CHECK_STEPS == 0:
+                if index % LOSS_CHECK_STEPS == 0:  # reading the loss waits for the GPU: not every step
                     _check_finite(running_loss, epoch)
                     bar.set_postfix(loss=f"{loss.item():.4f}")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                step.update(loss)
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"training exceeded its time budget in epoch {epoch}")
             _check_finite(running_loss, epoch)
@@ -262,6 +249,33 @@ def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConf
             if on_epoch_end is not None:
                 on_epoch_end(record)
     return result
+
+
+class _TrainingStep:
+    """One optimisation step: the batch's (clean and adversarial) loss under autocast, then the update."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, device: torch.device) -> None:
+        self.model, self.config, self.optimizer, self.scaler, self.device = model, config, optimizer, scaler, device
+        self.criterion = ClassificationLoss(reconstruction_weight=config.reconstruction_weight)
+        self.decoder = getattr(model, "decoder", None)
+        self.adversary = (config.adversarial.adversary(torch.Generator().manual_seed(config.seed))
+                          if config.adversarial is not None else None)
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.config.precision):
+            loss = self.criterion(self.model(images), labels, images, self.decoder)
+            if self.adversary is None:
+                return loss
+            adversarial_images = self.adversary(self.model, images, labels).detach()
+            adversarial = self.criterion(self.model(adversarial_images), labels, images, self.decoder)
+            return (1 - self.config.adversarial_weight) * loss + self.config.adversarial_weight * adversarial
+
+    def update(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
 
 def _check_finite(running_loss: torch.Tensor, epoch: int) -> None:
