@@ -1,6 +1,6 @@
-"""Training and inference speed of Sabour et al.'s CapsNet on the CPU.
+"""Training and inference speed of Sabour et al.'s CapsNet on the CPU or a CUDA GPU.
 
-Prints, for batch 64 on N threads (default 2): median training-step and inference time after
+``--device cpu`` (default) prints, for batch 64 on N threads (default 2): median training-step and inference time after
 warm-up, images/s, FLOPs per step (``torch.utils.flop_counter.FlopCounterMode``), achieved
 GFLOP/s and that as a fraction of the float32 GEMM throughput measured in the same process
 (best of three square sizes), of the median over all processes, and of a GEMM (the best size) timed
@@ -10,6 +10,15 @@ and peak memory are its own) and configurations are interleaved over ``--rounds`
 
     python benchmarks/capsnet_speed.py                   # as trained, and three ablations
     python benchmarks/capsnet_speed.py --rounds 3 --steps 10
+
+``--device cuda`` prints, for batch 128 on the first GPU: our CapsNet in float32 (TF32 products)
+and bfloat16, with channels-last kernels and without, against a plain PyTorch CapsNet (einsum
+votes, autograd routing; ``benchmarks/_plain_capsnet.py``) in both precisions, in the same run:
+median training step, training and inference images/s, achieved TFLOP/s, peak GPU memory; the
+GPU's dense matrix-product throughput (TF32, bfloat16); and the wall time of whole MNIST-sized
+epochs (60,000 images) through ``trials.training.train``. Without a CUDA GPU it says so and exits.
+
+    python benchmarks/capsnet_speed.py --device cuda
 
 Benchmark on an idle machine: any other load halves the GEMM figure.
 """
@@ -168,8 +177,10 @@ def _run_worker(config: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, help="batch size (default 64 on the CPU, 128 on CUDA)")
+    parser.add_argument("--epochs", type=int, default=2, help="CUDA: MNIST-sized epochs through train() per precision")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of every configuration")
     parser.add_argument("--configs", nargs="+", choices=list(CONFIG_FLAGS), default=list(CONFIG_FLAGS))
@@ -178,6 +189,10 @@ def main() -> None:
     parser.add_argument("--onednn-conv", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--autograd-routing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.device == "cuda":
+        cuda_main(args)
+        return
+    args.batch = args.batch or 64
     if args.worker:
         print_now(json.dumps(measure(args.threads, args.batch, args.steps, args.tuned_malloc, args.onednn_conv,
                                  args.autograd_routing)))
@@ -209,6 +224,40 @@ def main() -> None:
               "(own GEMM: the same process as the step; paired GEMM: a GEMM right before and after every "
               "step, the median ratio of each process, median over the rounds)")
     print_now(f"load average: {os.getloadavg()[0]:.2f} (benchmark on an idle machine)")
+
+
+def cuda_main(args: argparse.Namespace) -> None:
+    """``--device cuda``: our CapsNet against the plain one, matrix-product reference, MNIST epochs."""
+    import torch
+
+    if not torch.cuda.is_available():
+        print_now(f"no CUDA GPU here (torch {torch.__version__}, torch.cuda.is_available() is False): "
+                  "nothing to measure")
+        return
+    from nni_capsnas.quiet import silence_known_warnings
+
+    silence_known_warnings()  # before NNI's modules are imported (they warn at import time)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _capsnet_cuda import (CONFIGURATIONS, MNIST_TRAIN_IMAGES, comparison_table, matmul_tflops, measure,
+                               mnist_epoch_seconds)
+
+    batch = args.batch or 128
+    name = torch.cuda.get_device_name(0)
+    tf32, bf16 = matmul_tflops(torch.float32), matmul_tflops(torch.bfloat16)
+    table = comparison_table([measure(configuration, batch, args.steps) for configuration in CONFIGURATIONS])
+    print_now(f"Sabour CapsNet (8.2 M parameters, decoder included), batch {batch}, {name}, "
+              f"torch {torch.__version__}; medians of {args.steps} steps after warm-up")
+    print_now(f"dense matrix product: {tf32:,.0f} TFLOP/s TF32, {bf16:,.0f} TFLOP/s bfloat16 (best square size)")
+    print_now(table.T.to_string(float_format=lambda v: f"{v:,.2f}"))
+    for precision in ("fp32", "bf16"):
+        seconds = mnist_epoch_seconds(batch, precision, epochs=args.epochs)
+        verdict = "meets" if min(seconds) <= 10 else "misses"
+        print_now(f"MNIST epoch ({MNIST_TRAIN_IMAGES:,} images, batch {batch}, {precision}) through "
+                  f"trials.training.train: " + ", ".join(f"epoch {i + 1} {s:.1f} s" for i, s in enumerate(seconds))
+                  + f" (target <= 10 s: {verdict}; epoch 1 includes cuDNN autotuning and the copy to the GPU)")
+    best = table.loc[["ours fp32/TF32", "ours bf16"], "train x plain (same precision)"]
+    print_now(f"training throughput over the plain CapsNet at the same precision: fp32/TF32 "
+              f"{best['ours fp32/TF32']:.2f}x, bf16 {best['ours bf16']:.2f}x (target >= 2x)")
 
 
 if __name__ == "__main__":

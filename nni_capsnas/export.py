@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 from typing import Sequence, Union
@@ -22,7 +23,9 @@ def export_onnx(model: nn.Module, example_input: ExampleInput, *, opset: int = M
 
     The model is exported in evaluation mode (and put back in its previous mode). Every node
     keeps its ``metadata_props``, in particular ``pkg.torch.onnx.class_hierarchy``, through
-    which :mod:`hw_estimators` recognises capsule layers by their class.
+    which :mod:`hw_estimators` recognises capsule layers by their class. A model trained on a
+    GPU is exported from a CPU copy (the example input is moved to the CPU too), so the graph
+    does not depend on the training device and the model itself stays where it is.
 
     Parameters
     ----------
@@ -58,6 +61,7 @@ def export_onnx(model: nn.Module, example_input: ExampleInput, *, opset: int = M
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         raise ValueError(f"opset must be an integer >= {MIN_OPSET}, got {opset!r}")
     shapes = [tuple(arg.shape) for arg in args]
+    model, args = on_cpu(model), tuple(arg.cpu() for arg in args)
     was_training = model.training
     model.eval()
     captured = io.StringIO()
@@ -77,3 +81,13 @@ def export_onnx(model: nn.Module, example_input: ExampleInput, *, opset: int = M
     if program is None:
         raise ValueError(f"torch.onnx.export returned no program for {type(model).__name__}")
     return onnx.shape_inference.infer_shapes(program.model_proto)
+
+
+def on_cpu(model: nn.Module) -> nn.Module:
+    """``model`` itself if all its parameters and buffers are on the CPU, else a CPU copy of it."""
+    tensors = [*model.parameters(), *model.buffers()]
+    if all(tensor.device.type == "cpu" for tensor in tensors):
+        return model
+    _logger.debug("exporting a CPU copy of %s (its tensors are on %s)", type(model).__name__,
+                  sorted({str(tensor.device) for tensor in tensors}))
+    return copy.deepcopy(model).cpu()

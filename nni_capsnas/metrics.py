@@ -71,6 +71,8 @@ METRICS: Mapping[str, Metric] = {metric.name: metric for metric in (
 
 #: NNI's main metric (the web UI's curve): a copy of one of the metrics above.
 DEFAULT_KEY = "default"
+#: Not a metric: where the trial trained (``"cpu"``, ``"cuda:0"``), a string beside the metrics in its dict.
+DEVICE_KEY = "device"
 #: What a search optimises unless told otherwise.
 DEFAULT_OBJECTIVES: Mapping[str, str] = {"accuracy": "max", "energy_mj": "min", "latency_ms": "min",
                                          "memory_kib": "min"}

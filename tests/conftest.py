@@ -11,6 +11,18 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: ``@pytest.mark.parametrize("device", DEVICES)``: a test on the CPU and, where there is a GPU, its CUDA twin.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip on machines without a CUDA GPU (each has a CPU twin that runs)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (its CPU twin runs the same code with device='cpu')")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

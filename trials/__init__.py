@@ -1,1 +1,1 @@
-"""What runs in a trial: datasets, training loops, losses and metric reporting."""
+"""What runs in a trial: datasets, devices, training loops, losses, attacks and metric reporting."""

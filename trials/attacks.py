@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nni_capsnas.modules import MarginLoss
 
+from .devices import module_device
 from .losses import class_scores
 
 _logger = logging.getLogger(__name__)
@@ -148,7 +149,9 @@ def _input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 def _uniform_start(images: torch.Tensor, box: _PixelBox, epsilon: float,
                    generator: Optional[torch.Generator]) -> torch.Tensor:
-    noise = torch.rand(images.shape, generator=generator, dtype=images.dtype, device=images.device)
+    # drawn where the generator lives (a CPU generator gives the same start on every device)
+    source = generator.device if generator is not None else images.device
+    noise = torch.rand(images.shape, generator=generator, dtype=images.dtype, device=source).to(images.device)
     return box.clamp(images + (2 * noise - 1) * epsilon * box.scale)
 
 
@@ -341,7 +344,8 @@ def robust_accuracy(model: nn.Module, dataset: Dataset, *, attack: str = "pgd", 
                     generator: Optional[torch.Generator] = None) -> float:
     """Fraction of ``dataset`` classified correctly after an FGSM or PGD attack on each image.
 
-    The model is attacked and evaluated in evaluation mode (its mode is restored after).
+    The model is attacked and evaluated in evaluation mode (its mode is restored after), on the
+    device of its parameters: each batch is moved there.
 
     Parameters
     ----------
@@ -373,11 +377,13 @@ def robust_accuracy(model: nn.Module, dataset: Dataset, *, attack: str = "pgd", 
                           random_start=random_start, normalization=normalization, loss=loss,
                           batch_size=batch_size, samples=samples, seed=seed)
     run = config.adversary(generator)
+    device = module_device(model)
     was_training = model.training
     model.eval()
     correct = total = 0
     try:
         for images, labels in DataLoader(dataset, batch_size=batch_size):
+            images, labels = images.to(device), labels.to(device)
             if samples is not None:
                 images, labels = images[:samples - total], labels[:samples - total]
             adversarial = run(model, images, labels)

@@ -4,8 +4,13 @@
 held-out accuracy after every epoch (intermediate results) and one final dict:
 ``default`` (the accuracy unless configured otherwise), ``accuracy``, ``energy_mj``,
 ``latency_ms``, ``memory_kib``, ``macs``, ``params``, ``host_latency_ms``, ``train_seconds``, and
-``robust_accuracy`` when a ``robustness`` attack is configured. With ``adversarial`` the network
-is trained adversarially (see :class:`trials.training.TrainConfig`).
+``robust_accuracy`` when a ``robustness`` attack is configured, and ``device``: where the trial
+trained (``"cpu"``, ``"cuda:0"``; a string, not a metric: NNI stores it with the dict, its web UI
+offers only the numeric keys as columns, and the report lists it in ``trials.csv``). With
+``adversarial`` the network is trained adversarially (see :class:`trials.training.TrainConfig`).
+The trial trains on ``device`` (``auto``: the first GPU it can see, which inside an NNI trial
+with ``trial_gpu_number`` set is the GPU NNI gave it through ``CUDA_VISIBLE_DEVICES``); its log
+names the device and the GPU model.
 A NaN loss, out-of-memory, invalid architecture or timeout raises, so NNI records a *failed*
 trial with the reason in its log; nothing is ever reported as accuracy 0.
 """
@@ -23,7 +28,7 @@ from nni.nas.evaluator import FunctionalEvaluator
 from torch import nn
 
 from nni_capsnas.hardware_cost import network_cost
-from nni_capsnas.metrics import DEFAULT_KEY, METRICS, metric
+from nni_capsnas.metrics import DEFAULT_KEY, DEVICE_KEY, METRICS, metric
 from nni_capsnas.quiet import silence_known_warnings
 
 from .attacks import AttackConfig, robust_accuracy
@@ -40,7 +45,8 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
                           measure_host: bool = True, seed: int = 0, threads: Optional[int] = None,
                           robustness: Optional[dict[str, Any]] = None,
                           adversarial: Optional[dict[str, Any]] = None,
-                          adversarial_weight: float = 0.5) -> dict[str, Any]:
+                          adversarial_weight: float = 0.5, device: str = "auto",
+                          precision: str = "fp32") -> dict[str, Any]:
     """Train ``model`` and report its accuracy and hardware cost to NNI.
 
     Parameters
@@ -70,6 +76,9 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
         ``{"attack": "fgsm", "epsilon": 0.1, "random_start": True}`` (keys of
         :class:`trials.attacks.AttackConfig`), and that loss makes up ``adversarial_weight`` of the
         batch's loss; ``None`` (default) trains on clean images only.
+    device, precision
+        Where and in which precision to train (see :class:`trials.training.TrainConfig`); the
+        robustness attack runs on the same device, the hardware estimate exports a CPU copy.
 
     Returns
     -------
@@ -80,7 +89,7 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
     attack = AttackConfig.from_mapping(robustness) if robustness is not None else None
     config = train_config_from_options(dict(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, shift_pixels=shift_pixels, seed=seed,
-        adversarial=adversarial, adversarial_weight=adversarial_weight))
+        adversarial=adversarial, adversarial_weight=adversarial_weight, device=device, precision=precision))
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -101,6 +110,7 @@ def evaluate_architecture(model: nn.Module, *, dataset: str = "digits", dataset_
         raise ValueError(f"default_metric {default_metric!r} is not one of {sorted(metrics)}")
     metrics = {name: metrics[name] for name in METRICS if name in metrics}  # the registry's metrics, in its order
     metrics[DEFAULT_KEY] = metrics[default_metric]
+    metrics[DEVICE_KEY] = result.device
     _logger.info("final metrics: %s", metrics)
     nni.report_final_result(metrics)
     return metrics
@@ -126,7 +136,8 @@ def train_config_from_options(options: Mapping[str, Any], *, epochs: Optional[in
     return TrainConfig(epochs=epochs if epochs is not None else options.get("epochs", 2),
                        batch_size=options.get("batch_size", 64), learning_rate=options.get("learning_rate", 1e-3),
                        shift_pixels=options.get("shift_pixels", 0), seed=options.get("seed", 0),
-                       adversarial=attack, adversarial_weight=options.get("adversarial_weight", 0.5))
+                       adversarial=attack, adversarial_weight=options.get("adversarial_weight", 0.5),
+                       device=options.get("device", "auto"), precision=options.get("precision", "fp32"))
 
 
 def hardware_aware_evaluator(**options: Any) -> FunctionalEvaluator:

@@ -1,12 +1,16 @@
 """NNI Lightning evaluator for capsule networks and plain classifiers.
 
-One evaluator serves NNI's one-shot strategies (DARTS, GumbelDARTS, RandomOneShot) and
+One evaluator serves NNI's one-shot strategies (DARTS, GumbelDARTS, RandomOneShot, E2RNAS) and
 its multi-trial strategies. Its datasets are ``nni.trace``-d objects that load their own
-data, so the evaluator travels to trial workers as a few hundred bytes.
+data, so the evaluator travels to trial workers as a few hundred bytes. It trains on the
+device setting of :mod:`trials.devices` (``auto`` by default), which Lightning resolves where
+the trainer is built: in the trial, or in the driver for one-shot searches.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any, Optional
 
 import nni
@@ -15,8 +19,28 @@ from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Tr
 from torch.utils.data import Dataset, Subset
 
 from .datasets import load_dataset
+from .devices import check_device, check_precision, cuda_index, describe_device, fast_cuda_kernels, module_device
 from .losses import ClassificationLoss, class_scores
 from .training import make_optimizer
+
+_logger = logging.getLogger(__name__)
+
+#: ``TrainConfig.precision`` -> Lightning's precision setting.
+LIGHTNING_PRECISIONS: dict[str, str] = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
+
+
+def lightning_device(device: str) -> dict[str, Any]:
+    """Lightning ``Trainer`` arguments (``accelerator``, ``devices``) for a device setting.
+
+    ``auto`` lets Lightning pick (a GPU if there is one) where the trainer is built; ``cuda:N``
+    is that GPU.
+    """
+    if check_device(device) == "cpu":
+        return {"accelerator": "cpu", "devices": 1}
+    if device == "auto":
+        return {"accelerator": "auto", "devices": 1}
+    index = cuda_index(device)
+    return {"accelerator": "cuda", "devices": [index] if index is not None else 1}
 
 
 @nni.trace
@@ -85,6 +109,12 @@ class CapsuleClassificationModule(LightningModule):
         accuracy = (class_scores(self(images)).argmax(dim=1) == labels).float().mean()
         self.log("val_accuracy", accuracy, prog_bar=True)
 
+    def on_fit_start(self) -> None:
+        device = module_device(self)
+        _logger.info("training on %s, Lightning precision %s", describe_device(device), self.trainer.precision)
+        self._device_settings = contextlib.ExitStack()
+        self._device_settings.enter_context(fast_cuda_kernels(device))
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return make_optimizer(self.parameters(), learning_rate=self.learning_rate, weight_decay=self.weight_decay)
 
@@ -98,6 +128,10 @@ class CapsuleClassificationModule(LightningModule):
             nni.report_intermediate_result(accuracy)
 
     def on_fit_end(self) -> None:
+        settings = getattr(self, "_device_settings", None)
+        if settings is not None:
+            settings.close()
+            self._device_settings = None
         # One-shot strategies validate the supernet through their own loop and may log nothing.
         accuracy = self._accuracy()
         if nni.get_current_parameter() is not None and accuracy is not None:
@@ -108,7 +142,8 @@ def capsule_evaluator(dataset: str = "digits", *, epochs: int = 1, batch_size: i
                       learning_rate: float = 1e-3, reconstruction_weight: float = 0.0005,
                       dataset_options: Optional[dict] = None,
                       limit_train_batches: Optional[int] = None,
-                      architecture_split: bool = False) -> Lightning:
+                      architecture_split: bool = False, device: str = "auto",
+                      precision: str = "fp32") -> Lightning:
     """An NNI ``Lightning`` evaluator that trains on ``dataset`` and reports held-out accuracy.
 
     Parameters
@@ -123,9 +158,16 @@ def capsule_evaluator(dataset: str = "digits", *, epochs: int = 1, batch_size: i
         For one-shot searches, whose architecture step reads the evaluator's validation data:
         train on the first half of the training split and "validate" on its second half, so
         the held-out split stays unseen by the search.
+    device
+        ``"auto"`` (a GPU if there is one where the trainer is built), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"`` (see :func:`lightning_device`).
+    precision
+        ``"fp32"``, ``"bf16"`` or ``"fp16"`` (Lightning's mixed precision, see
+        :data:`LIGHTNING_PRECISIONS`).
     """
     options = dict(dataset_options or {})
-    trainer_kwargs: dict[str, Any] = dict(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
+    trainer_kwargs: dict[str, Any] = dict(max_epochs=epochs, **lightning_device(device),
+                                          precision=LIGHTNING_PRECISIONS[check_precision(precision)], logger=False,
                                           enable_checkpointing=False, enable_model_summary=False)
     if limit_train_batches is not None:
         trainer_kwargs["limit_train_batches"] = limit_train_batches

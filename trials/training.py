@@ -1,4 +1,12 @@
-"""Train and evaluate a fixed network: Adam with exponential decay, optional shift augmentation."""
+"""Train and evaluate a fixed network: Adam with exponential decay, optional shift augmentation.
+
+Training runs on the device of :attr:`TrainConfig.device` (``auto``: CUDA when there is a GPU),
+in the precision of :attr:`TrainConfig.precision`. On the CPU it keeps its CPU speed-ups (the
+allocator setting of :mod:`trials.allocator`; the row-GEMM primary capsules choose themselves);
+on CUDA it uses cuDNN with channels-last kernels and TF32 matrix products
+(:func:`trials.devices.fast_cuda_kernels`). Small datasets stay on the device
+(:mod:`trials.batches`).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +18,15 @@ from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .allocator import keep_large_buffers_in_heap
 from .attacks import AttackConfig
+from .batches import DeviceBatches
 from .datasets import DatasetSplits
+from .devices import (autocast, check_device, check_precision, describe_device, device_name, fast_cuda_kernels,
+                      grad_scaler, module_device, place_model, resolve_device)
 from .losses import ClassificationLoss, class_scores
 
 _logger = logging.getLogger(__name__)
@@ -60,6 +71,8 @@ class TrainConfig:
     seed: int = 0
     adversarial: Optional[AttackConfig] = None
     adversarial_weight: float = 0.5
+    device: str = "auto"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -77,6 +90,8 @@ class TrainConfig:
                              f"got {type(self.adversarial).__name__}")
         if not 0 < self.adversarial_weight <= 1:
             raise ValueError(f"adversarial_weight must be in (0, 1], got {self.adversarial_weight!r}")
+        check_device(self.device)
+        check_precision(self.precision)
 
 
 @dataclass
@@ -91,9 +106,10 @@ class EpochRecord:
 
 @dataclass
 class TrainResult:
-    """History of a training run."""
+    """History of a training run, and the device it ran on (``"cpu"``, ``"cuda:0"``)."""
 
     history: list[EpochRecord] = field(default_factory=list)
+    device: str = "cpu"
 
     @property
     def final_accuracy(self) -> float:
@@ -124,24 +140,37 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     if max_shift == 0:
         return images
     batch, _, height, width = images.shape
+    device = images.device
     padded = nn.functional.pad(images, [max_shift] * 4)
-    offsets = torch.randint(0, 2 * max_shift + 1, (batch, 2), generator=generator)
-    rows = offsets[:, 0, None] + torch.arange(height)  # (batch, height)
-    cols = offsets[:, 1, None] + torch.arange(width)
-    index = torch.arange(batch)[:, None, None]
+    # drawn from the (CPU) generator: the same shifts on every device
+    offsets = torch.randint(0, 2 * max_shift + 1, (batch, 2), generator=generator).to(device)
+    rows = offsets[:, 0, None] + torch.arange(height, device=device)  # (batch, height)
+    cols = offsets[:, 1, None] + torch.arange(width, device=device)
+    index = torch.arange(batch, device=device)[:, None, None]
     return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
+def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256, precision: str = "fp32") -> float:
+    """Top-1 accuracy of ``model`` on ``dataset``, computed on the model's device."""
+    device = module_device(model)
+    return _accuracy(model, DeviceBatches(dataset, batch_size=batch_size, device=device), device, precision)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: Dataset, *, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` on ``dataset``."""
+def _accuracy(model: nn.Module, batches: DeviceBatches, device: torch.device, precision: str) -> float:
     model.eval()
-    correct = total = 0
-    for images, labels in DataLoader(dataset, batch_size=batch_size):
-        predictions = class_scores(model(images)).argmax(dim=1)
-        correct += int((predictions == labels).sum())
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    total = 0
+    for images, labels in batches:
+        with autocast(device, precision):
+            predictions = class_scores(model(images)).argmax(dim=1)
+        correct += (predictions == labels).sum()
         total += len(labels)
-    return correct / max(total, 1)
+    return int(correct) / max(total, 1)
+
+
+#: Training steps between two reads of the running loss (each read waits for the GPU).
+LOSS_CHECK_STEPS = 16
 
 
 def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConfig(), *,
@@ -154,11 +183,12 @@ def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConf
     ----------
     model
         Network returning class capsules or logits; a ``decoder`` attribute, if present
-        and not ``None``, adds the reconstruction loss.
+        and not ``None``, adds the reconstruction loss. Moved to the training device (and left
+        there).
     data
         Training and held-out datasets.
     config
-        Hyper-parameters.
+        Hyper-parameters, device and precision.
     progress
         Show a progress bar.
     on_epoch_end
@@ -168,53 +198,88 @@ def train(model: nn.Module, data: DatasetSplits, config: TrainConfig = TrainConf
 
     Raises
     ------
+    trials.devices.DeviceUnavailableError
+        If ``config.device`` asks for a GPU this machine does not have (before anything runs).
     NonFiniteLossError
-        If the loss becomes NaN or infinite.
+        If the loss becomes NaN or infinite (noticed within :data:`LOSS_CHECK_STEPS` steps).
 
     Notes
     -----
-    Calls :func:`trials.allocator.keep_large_buffers_in_heap` (glibc only): the training
-    process then keeps freed memory for reuse instead of page-faulting it back every step.
+    On the CPU, calls :func:`trials.allocator.keep_large_buffers_in_heap` (glibc only): the
+    training process then keeps freed memory for reuse instead of page-faulting it back every
+    step. Batches are drawn in the same order on every device (a CPU generator seeded with
+    ``config.seed``), so CPU and GPU runs see the same data.
     """
-    keep_large_buffers_in_heap()
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        keep_large_buffers_in_heap()
+    place_model(model, device)
+    _logger.info("training on %s, precision %s", describe_device(device), config.precision)
     generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(data.train, batch_size=config.batch_size, shuffle=True, generator=generator)
+    batches = DeviceBatches(data.train, batch_size=config.batch_size, device=device, shuffle=True,
+                            generator=generator)
+    held_out = DeviceBatches(data.val, batch_size=256, device=device)
     optimizer = make_optimizer(model.parameters(), learning_rate=config.learning_rate,
                                weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
-    criterion = ClassificationLoss(reconstruction_weight=config.reconstruction_weight)
-    decoder = getattr(model, "decoder", None)
-    adversary = (config.adversarial.adversary(torch.Generator().manual_seed(config.seed))
-                 if config.adversarial is not None else None)
-    result = TrainResult()
-    for epoch in range(1, config.epochs + 1):
-        start = time.perf_counter()
-        model.train()
-        total_loss, batches = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
-        for images, labels in bar:
-            images = random_shift(images, config.shift_pixels, generator)
-            loss = criterion(model(images), labels, images, decoder)
-            if adversary is not None:
-                adversarial_images = adversary(model, images, labels).detach()
-                adversarial_loss = criterion(model(adversarial_images), labels, images, decoder)
-                loss = (1 - config.adversarial_weight) * loss + config.adversarial_weight * adversarial_loss
-            if not math.isfinite(loss.item()):
-                raise NonFiniteLossError(f"training loss became {loss.item()} in epoch {epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item()
-            batches += 1
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"training exceeded its time budget in epoch {epoch}")
-        scheduler.step()
-        record = EpochRecord(epoch, total_loss / max(batches, 1), evaluate(model, data.val),
-                             time.perf_counter() - start)
-        _logger.info("epoch %d: loss %.4f, held-out accuracy %.4f (%.1f s)",
-                     record.epoch, record.train_loss, record.val_accuracy, record.seconds)
-        result.history.append(record)
-        if on_epoch_end is not None:
-            on_epoch_end(record)
+    step = _TrainingStep(model, config, optimizer, grad_scaler(device, config.precision), device)
+    result = TrainResult(device=device_name(device))
+    with fast_cuda_kernels(device):
+        for epoch in range(1, config.epochs + 1):
+            start = time.perf_counter()
+            model.train()
+            bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not progress, leave=False)
+            running_loss = torch.zeros((), dtype=torch.float64, device=device)
+            for index, (images, labels) in enumerate(bar):
+                loss = step.loss(random_shift(images, config.shift_pixels, generator), labels)
+                running_loss += loss.detach()
+                if index % LOSS_CHECK_STEPS == 0:  # reading the loss waits for the GPU: not every step
+                    _check_finite(running_loss, epoch)
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
+                step.update(loss)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"training exceeded its time budget in epoch {epoch}")
+            _check_finite(running_loss, epoch)
+            scheduler.step()
+            record = EpochRecord(epoch, running_loss.item() / max(len(batches), 1),
+                                 _accuracy(model, held_out, device, config.precision), time.perf_counter() - start)
+            _logger.info("epoch %d: loss %.4f, held-out accuracy %.4f (%.1f s)",
+                         record.epoch, record.train_loss, record.val_accuracy, record.seconds)
+            result.history.append(record)
+            if on_epoch_end is not None:
+                on_epoch_end(record)
     return result
+
+
+class _TrainingStep:
+    """One optimisation step: the batch's (clean and adversarial) loss under autocast, then the update."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, device: torch.device) -> None:
+        self.model, self.config, self.optimizer, self.scaler, self.device = model, config, optimizer, scaler, device
+        self.criterion = ClassificationLoss(reconstruction_weight=config.reconstruction_weight)
+        self.decoder = getattr(model, "decoder", None)
+        self.adversary = (config.adversarial.adversary(torch.Generator().manual_seed(config.seed))
+                          if config.adversarial is not None else None)
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.config.precision):
+            loss = self.criterion(self.model(images), labels, images, self.decoder)
+            if self.adversary is None:
+                return loss
+            adversarial_images = self.adversary(self.model, images, labels).detach()
+            adversarial = self.criterion(self.model(adversarial_images), labels, images, self.decoder)
+            return (1 - self.config.adversarial_weight) * loss + self.config.adversarial_weight * adversarial
+
+    def update(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+def _check_finite(running_loss: torch.Tensor, epoch: int) -> None:
+    """Raise :class:`NonFiniteLossError` once the sum of the epoch's losses is NaN or infinite."""
+    value = running_loss.item()
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"training loss became {value} in epoch {epoch}")

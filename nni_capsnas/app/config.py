@@ -24,8 +24,12 @@ Example (TOML)::
     population_size = 8
     constraints = { energy_mj = 50.0 }
 
+    [training]
+    device = "auto"               # auto (a GPU if there is one), cpu, cuda, cuda:N
+
     [training_service]            # optional; platform = "local" when left out
     platform = "remote"
+    trial_gpu_number = 1          # NNI gives each trial one GPU of its machine
     nni_manager_ip = "10.0.0.5"   # this machine, as the workers reach it
 
     [[training_service.machines]]
@@ -55,6 +59,7 @@ import yaml
 from hw_estimators.accelerator import builtin_accelerators
 from trials.attacks import AttackConfig
 from trials.datasets import DATASETS
+from trials.devices import check_device, check_precision, cuda_index, wants_cuda
 
 from ..metrics import DEFAULT_OBJECTIVES, ESTIMATOR_METRICS, METRICS, check_directions
 from ..strategy.objectives import Objectives, check_constraints
@@ -129,6 +134,11 @@ class TrainingSection:
     #: ("fast adversarial training"); ``adversarial_weight`` is the adversarial loss's share of each batch.
     adversarial: Optional[dict] = None
     adversarial_weight: float = 0.5
+    #: Where trials (and a one-shot search's supernet) train: ``auto`` (CUDA when there is a GPU),
+    #: ``cpu``, ``cuda`` or ``cuda:N`` (see :mod:`trials.devices`).
+    device: str = "auto"
+    #: ``fp32`` (TF32 matrix products on CUDA), ``bf16`` or ``fp16`` (automatic mixed precision).
+    precision: str = "fp32"
 
 
 @dataclass
@@ -166,12 +176,23 @@ class MachineSection:
 
 @dataclass
 class TrainingServiceSection:
-    """Where trials run: on this machine (``local``) or on SSH workers (``remote``)."""
+    """Where trials run: on this machine (``local``) or on SSH workers (``remote``).
+
+    The GPU keys are NNI's GPU scheduling (for remote searches they apply to every machine):
+    ``trial_gpu_number`` GPUs per trial (unset: NNI schedules none and every trial sees every
+    GPU; 0: trials see none), chosen among ``gpu_indices`` (default: all), skipping GPUs that
+    other processes use unless ``use_active_gpu``, with up to ``max_trial_number_per_gpu``
+    trials sharing one GPU. NNI sets ``CUDA_VISIBLE_DEVICES`` for each trial.
+    """
 
     platform: str = "local"
     machines: list[MachineSection] = field(default_factory=list)
     nni_manager_ip: str = "127.0.0.1"
     reuse_mode: bool = False
+    trial_gpu_number: Optional[int] = None
+    gpu_indices: Optional[list[int]] = None
+    use_active_gpu: bool = False
+    max_trial_number_per_gpu: int = 1
 
 
 @dataclass
@@ -215,10 +236,16 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
         if value is None:
             return None
         return _check_type(key, value, options[0])
-    if origin is list:  # a list of tables (``[[section.key]]`` in TOML), each checked as a section
+    if origin is list:
+        (item_class,) = typing.get_args(annotation)
+        if not dataclasses.is_dataclass(item_class):  # a list of plain values, e.g. [0, 1]
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}: expected a list of {item_class.__name__}, got {type(value).__name__} "
+                                  f"{_show(value)}")
+            return [_check_type(f"{key}[{index}]", item, item_class) for index, item in enumerate(value)]
+        # a list of tables (``[[section.key]]`` in TOML), each checked as a section
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list of tables, got {type(value).__name__} {_show(value)}")
-        (item_class,) = typing.get_args(annotation)
         return [_build_section(item_class, f"{key}[{index}]", item) for index, item in enumerate(value)]
     expected = {int: int, float: (int, float), str: str, bool: bool, dict: dict}[annotation]
     if isinstance(value, bool) and annotation is not bool:
@@ -320,8 +347,10 @@ def _check_values(config: SearchConfig) -> None:
     _check_attack("training.adversarial", config.training.adversarial, "adversarial")
     if not 0 < config.training.adversarial_weight <= 1:
         raise ConfigError(f"training.adversarial_weight: must be in (0, 1], got {config.training.adversarial_weight!r}")
+    _check_device(config.training)
     _check_one_shot(config)
     _check_training_service(config.training_service)
+    _check_trial_gpus(config)
 
 
 def _check_objectives(section: StrategySection) -> None:
@@ -346,6 +375,50 @@ def _check_attack(key: str, options: Optional[dict], purpose: str) -> None:
         AttackConfig.from_mapping(options, purpose=purpose)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{key}: {' '.join(str(error).split())}") from error
+
+
+def _check_device(section: TrainingSection) -> None:
+    """``training.device`` and ``training.precision`` are spelled right (availability: :mod:`.device_check`)."""
+    for key, check, value in [("training.device", check_device, section.device),
+                              ("training.precision", check_precision, section.precision)]:
+        try:
+            check(value)
+        except ValueError as error:
+            raise ConfigError(f"{key}: {error}") from error
+
+
+def _check_trial_gpus(config: SearchConfig) -> None:
+    """NNI's GPU scheduling keys, and a device setting that trials scheduled by them can honour."""
+    section, name = config.training_service, "training_service"
+    gpus = section.trial_gpu_number
+    if gpus is not None and gpus < 0:
+        raise ConfigError(f"{name}.trial_gpu_number: must be >= 0, got {gpus}")
+    if section.max_trial_number_per_gpu < 1:
+        raise ConfigError(f"{name}.max_trial_number_per_gpu: must be >= 1, got {section.max_trial_number_per_gpu}")
+    if section.max_trial_number_per_gpu > 1 and not gpus:
+        raise ConfigError(f"{name}.max_trial_number_per_gpu: NNI shares GPUs between trials only when it schedules "
+                          f"them; set {name}.trial_gpu_number >= 1 too")
+    if section.gpu_indices is not None:
+        if not section.gpu_indices:
+            raise ConfigError(f"{name}.gpu_indices: expected GPU indices such as [0, 1], got an empty list "
+                              "(leave the key out to allow every GPU)")
+        for index, value in enumerate(section.gpu_indices):
+            if value < 0:
+                raise ConfigError(f"{name}.gpu_indices[{index}]: must be >= 0, got {value}")
+        if len(set(section.gpu_indices)) != len(section.gpu_indices):
+            raise ConfigError(f"{name}.gpu_indices: lists a GPU twice: {section.gpu_indices}")
+        if not gpus:
+            raise ConfigError(f"{name}.gpu_indices: NNI restricts trials to these GPUs only when it schedules them; "
+                              f"set {name}.trial_gpu_number >= 1 too")
+    device = config.training.device
+    if gpus == 0 and wants_cuda(device):
+        raise ConfigError(f"training.device: {device!r} needs a GPU, but {name}.trial_gpu_number = 0 hides every "
+                          "GPU from the trials (NNI sets CUDA_VISIBLE_DEVICES to nothing)")
+    index = cuda_index(device)
+    if gpus and index is not None and index >= gpus:
+        raise ConfigError(f"training.device: {device!r} names GPU {index}, but NNI shows each trial only its "
+                          f"{gpus} GPU(s), as cuda:0{f'..cuda:{gpus - 1}' if gpus > 1 else ''}; use 'auto' or "
+                          "'cuda' (the first GPU NNI gave the trial)")
 
 
 def _check_one_shot(config: SearchConfig) -> None:

@@ -64,7 +64,8 @@ def build_evaluator(config: SearchConfig) -> Any:
         shift_pixels=training.shift_pixels, time_budget_s=training.time_budget_s, seed=training.seed,
         accelerator=config.hardware.accelerator, measure_host=config.hardware.measure_host,
         threads=config.experiment.trial_threads, robustness=config.training.robustness,
-        adversarial=config.training.adversarial, adversarial_weight=config.training.adversarial_weight)
+        adversarial=config.training.adversarial, adversarial_weight=config.training.adversarial_weight,
+        device=training.device, precision=training.precision)
 
 
 def build_strategy(config: SearchConfig, space: Any) -> Any:

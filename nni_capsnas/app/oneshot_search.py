@@ -95,7 +95,7 @@ def run_one_shot_phase(config: SearchConfig, folder: Path) -> list[dict[str, Any
     training = config.training
     evaluator = capsule_evaluator(config.dataset.name, epochs=training.epochs, batch_size=training.batch_size,
                                   learning_rate=training.learning_rate, dataset_options=dataset_options(config),
-                                  architecture_split=True)
+                                  architecture_split=True, device=training.device, precision=training.precision)
     torch.manual_seed(training.seed)
     experiment = NasExperiment(space, evaluator, strategy)
     experiment.config.experiment_name = f"{config.experiment.name}-e2rnas"

@@ -49,6 +49,7 @@ LOCK_FILE = "nni-capsnas.lock"
 RESUMABLE_KEYS = frozenset({
     "experiment.name", "experiment.max_trials", "experiment.trial_concurrency", "experiment.max_duration",
     "experiment.port", "experiment.host", "experiment.workdir", "experiment.trial_threads",
+    "training.device",  # where trials train, not what the search explores
 })
 RESUMABLE_SECTIONS = frozenset({"training_service"})
 

@@ -11,8 +11,9 @@ from typing import Any, Callable, Optional
 from ..nni_compat.console_log import route_nni_logs_to_root
 from ..nni_compat.experiment_db import (ExperimentFolder, failure_reason, locate_experiment, read_trial_records,
                                         read_trials)
-from ..nni_compat.node_preloads import EVERY_INTERFACE, bind_trial_parameters, bind_webui
+from ..nni_compat.node_preloads import EVERY_INTERFACE, bind_trial_parameters, bind_webui, schedule_every_gpu
 from .config import CONFIG_FILE, SearchConfig, is_one_shot
+from .device_check import check_devices_available
 from .experiment_builder import build_experiment, build_space
 from .oneshot_search import ARCHITECTURE_FILE, run_one_shot_phase
 from .report import write_report
@@ -86,6 +87,7 @@ def run_search(config: SearchConfig, *, report_dir: Optional[Path] = None,
     while this process drives the search (see :mod:`nni_capsnas.app.resume_guard`).
     """
     route_nni_logs_to_root()
+    check_devices_available(config)
     check_port_free(config.experiment.port)
     experiment = build_experiment(config)
     folder = Path(experiment.config.experiment_working_directory).expanduser() / experiment.id
@@ -116,13 +118,14 @@ def resume_search(experiment_id: str, *, workdir: Optional[str] = None, port: Op
     ResumeError
         If the search cannot be resumed as it is (the message says why).
     ConfigError
-        If the web UI port is taken.
+        If the web UI port is taken, or this machine lacks the GPUs the search trains on.
     """
     route_nni_logs_to_root()
     folder = locate_experiment(experiment_id, workdir)
     folder.path = folder.path.resolve()
     plan = check_resumable(folder.path)
     config = plan.config
+    check_devices_available(config)
     config.experiment.workdir = str(folder.path.parent)
     if port is not None:
         config.experiment.port = port
@@ -163,7 +166,7 @@ def _run(experiment: Any, config: SearchConfig, report_dir: Optional[Path], *, r
     logging.getLogger("nni").setLevel(logging.WARNING)
     interrupted = False
     try:
-        with bind_trial_parameters(), bind_webui(host):
+        with bind_trial_parameters(), schedule_every_gpu(), bind_webui(host):
             # NNI returns None when it caught a KeyboardInterrupt (and stopped the experiment).
             finished = experiment.resume(port=port) if resume else experiment.run(port=port)
         interrupted = finished is None

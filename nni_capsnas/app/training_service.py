@@ -18,6 +18,11 @@ runs a search, and what this module sets for it:
   first on the ``PATH`` of that machine's trial keeper, whose environment the trials inherit,
   so every machine runs its own interpreter, whatever its path
   (:data:`WORKER_PYTHON`).
+- GPUs: with ``trial_gpu_number`` set, NNI's trial keeper on each machine (the manager for
+  ``local``) picks that many GPUs for every trial among ``gpu_indices``, skipping GPUs that
+  other processes use unless ``use_active_gpu``, sharing one GPU between up to
+  ``max_trial_number_per_gpu`` trials, and starts the trial with ``CUDA_VISIBLE_DEVICES`` set
+  to them; a trial then trains on ``cuda:0`` of what it sees (:func:`gpu_settings`).
 - Trials alternate between the connected workers. Their logs stay on the worker, under
   ``~/nni-experiments/<experiment>/environments/<environment>/trials/<trial>/``; NNI copies
   ``trial.log``, ``trial.stdout`` and ``trial.stderr`` to ``<experiment folder>/trials/<trial>/``
@@ -34,7 +39,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from nni.experiment.config import RemoteConfig, RemoteMachineConfig
+from nni.experiment.config import LocalConfig, RemoteConfig, RemoteMachineConfig
 
 from ..nni_compat.remote_trials import set_trial_python
 from ..nni_compat.trial_upload import UPLOAD_MAX_BYTES, UPLOAD_MAX_FILES, UploadSize, upload_size
@@ -61,22 +66,50 @@ def is_remote(config: SearchConfig) -> bool:
     return config.training_service.platform == "remote"
 
 
+def gpu_settings(section: TrainingServiceSection) -> dict[str, Any]:
+    """NNI's per-machine GPU scheduling fields of a validated ``[training_service]`` section.
+
+    Empty when ``trial_gpu_number`` is unset (NNI then schedules no GPU and leaves
+    ``CUDA_VISIBLE_DEVICES`` alone). NNI insists on an explicit ``use_active_gpu`` for local
+    GPU scheduling; the section's default is ``False``.
+    """
+    if section.trial_gpu_number is None:
+        return {}
+    settings: dict[str, Any] = {"use_active_gpu": section.use_active_gpu,
+                                "max_trial_number_per_gpu": section.max_trial_number_per_gpu}
+    if section.gpu_indices is not None:
+        settings["gpu_indices"] = list(section.gpu_indices)
+    return settings
+
+
+def local_config(section: TrainingServiceSection) -> Any:
+    """NNI's ``LocalConfig`` for a validated ``[training_service]`` section (its GPU scheduling)."""
+    config = LocalConfig(**gpu_settings(section))
+    if section.trial_gpu_number is not None:
+        config.trial_gpu_number = section.trial_gpu_number
+    return config
+
+
 def remote_config(section: TrainingServiceSection) -> Any:
     """NNI's ``RemoteConfig`` (non-reuse mode) for a validated ``[training_service]`` section."""
     machines = [RemoteMachineConfig(host=machine.host, port=machine.port, user=machine.user,
                                     ssh_key_file=str(Path(machine.ssh_key_file).expanduser().resolve()),
-                                    python_path=machine.python_path)
+                                    python_path=machine.python_path, **gpu_settings(section))
                 for machine in section.machines]
-    return RemoteConfig(machine_list=machines, nni_manager_ip=section.nni_manager_ip, reuse_mode=False)
+    config = RemoteConfig(machine_list=machines, nni_manager_ip=section.nni_manager_ip, reuse_mode=False)
+    if section.trial_gpu_number is not None:
+        config.trial_gpu_number = section.trial_gpu_number
+    return config
 
 
 def configure_training_service(experiment_config: Any, section: TrainingServiceSection,
                                code_directory: Optional[Path] = None) -> None:
     """Point an NNI ``NasExperimentConfig`` at the training service of ``section``.
 
-    ``local`` leaves NNI's default. ``remote`` sets the machine list, the manager address,
-    non-reuse mode and :data:`WORKER_PYTHON` as the trial interpreter, after checking that
-    NNI can ship ``code_directory`` (default: the current directory, which NNI uploads).
+    ``local`` sets NNI's GPU scheduling (and leaves NNI's default without ``trial_gpu_number``). ``remote`` sets
+    the machine list (each with the GPU scheduling), the manager address, non-reuse mode and
+    :data:`WORKER_PYTHON` as the trial interpreter, after checking that NNI can ship
+    ``code_directory`` (default: the current directory, which NNI uploads).
 
     Raises
     ------
@@ -84,6 +117,17 @@ def configure_training_service(experiment_config: Any, section: TrainingServiceS
         If NNI would refuse to upload the trial code directory.
     """
     if section.platform != "remote":
+        if section.trial_gpu_number is None:
+            return  # NNI's default: no GPU scheduling
+        experiment_config.training_service = local_config(section)
+        if section.trial_gpu_number:
+            _logger.info("NNI gives each trial %d GPU(s)%s, up to %d trial(s) per GPU", section.trial_gpu_number,
+                         f" of {section.gpu_indices}" if section.gpu_indices is not None else "",
+                         section.max_trial_number_per_gpu)
+        if section.max_trial_number_per_gpu > 1 and not section.use_active_gpu:
+            _logger.warning("training_service.max_trial_number_per_gpu = %d but use_active_gpu = false: NNI counts a "
+                            "GPU that runs a trial as busy, so trials will rarely share one; set use_active_gpu = "
+                            "true to share", section.max_trial_number_per_gpu)
         return
     code_directory = Path(code_directory or Path.cwd())
     check_upload(code_directory)

@@ -12,10 +12,12 @@ from ._checks import check_rank
 def capsule_length(v: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Length of each capsule vector, ``(batch, caps, dim) -> (batch, caps)``.
 
-    ``eps`` keeps the gradient finite for all-zero capsules.
+    ``eps`` keeps the gradient finite for all-zero capsules. Half-precision capsules are
+    measured in float32 (where ``eps`` does not round to zero), and so are their lengths.
     """
     check_rank("v", v, 3, "(batch, caps, dim)")
-    return torch.sqrt((v * v).sum(dim=-1) + eps)
+    wide = v.float() if v.dtype in (torch.float16, torch.bfloat16) else v
+    return torch.sqrt((wide * wide).sum(dim=-1) + eps)
 
 
 def class_scores(output: torch.Tensor) -> torch.Tensor:

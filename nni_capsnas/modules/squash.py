@@ -10,6 +10,8 @@ def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
 
     ``v = |s|^2 / (1 + |s|^2) * s / sqrt(|s|^2 + eps)``. The epsilon sits inside the
     square root, so the gradient stays finite at ``s = 0`` and the result is exactly 0 there.
+    Half-precision inputs (mixed-precision training) are squashed in float32, where ``eps`` and
+    small squared norms do not round to zero, and returned in their own precision.
 
     Parameters
     ----------
@@ -27,6 +29,7 @@ def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
     """
     if eps <= 0:
         raise ValueError(f"eps must be positive, got {eps!r}")
-    squared_norm = (s * s).sum(dim=dim, keepdim=True)
+    wide = s.float() if s.dtype in (torch.float16, torch.bfloat16) else s
+    squared_norm = (wide * wide).sum(dim=dim, keepdim=True)
     scale = squared_norm / (1.0 + squared_norm) / torch.sqrt(squared_norm + eps)
-    return s * scale
+    return (wide * scale).to(s.dtype)

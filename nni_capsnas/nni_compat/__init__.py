@@ -15,9 +15,11 @@ module                                 NNI behaviour it corrects or private API 
                                        ``tests/nni_capsnas/test_crash_resume.py``)
 :mod:`.node_preloads`                  the manager hands architectures to trials in the order they
                                        ask (``bind_parameters.js``); the web UI listens on every
-                                       interface (``bind_host.js``)
+                                       interface (``bind_host.js``); the GPU scheduler never gives
+                                       a trial every GPU of the machine (``gpu_scheduler.js``)
                                        (``tests/nni_capsnas/test_crash_resume.py``,
-                                       ``tests/nni_capsnas/test_webui.py``)
+                                       ``tests/nni_capsnas/test_webui.py``,
+                                       ``tests/nni_capsnas/nni_compat/test_gpu_scheduler.py``)
 :mod:`.checkpoint`                     ``_checkpoint_directory``, ``_action``, ``_engine`` of
                                        ``NasExperiment``: atomic checkpoints that a failed resume
                                        never empties (``tests/nni_capsnas/test_crash_resume.py``)

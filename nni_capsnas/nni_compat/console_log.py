@@ -7,8 +7,9 @@
   experiment log files are untouched).
 - ``NasExperimentConfig`` logs "Using execution engine based on training service. Trial
   concurrency is set to 1." while building its defaults, before the application sets the real
-  concurrency; :func:`hide_misleading_startup_lines` drops that record (the other start-up
-  lines are kept).
+  concurrency; on a machine with a GPU it also warns "GPU found but will not be used" unless
+  ``trial_gpu_number`` is set, while the trials train on that GPU (``training.device = "auto"``).
+  :func:`hide_misleading_startup_lines` drops those records (the other start-up lines are kept).
 
 Without them, ``tests/nni_capsnas/nni_compat/test_console_log.py`` sees the duplicates and
 the wrong concurrency.
@@ -25,6 +26,8 @@ from nni.runtime.log import silence_stdout
 #: The logger of NNI's ``NasExperimentConfig`` defaults, and what it says before the concurrency is set.
 EXPERIMENT_CONFIG_LOGGER = "nni.nas.experiment.config.experiment"
 MISLEADING_FRAGMENT = "Trial concurrency is set to 1"
+#: What NNI warns on a GPU machine without ``trial_gpu_number``, though the trials use the GPU.
+GPU_UNUSED_FRAGMENT = "GPU found but will not be used"
 
 
 def route_nni_logs_to_root() -> None:
@@ -34,12 +37,14 @@ def route_nni_logs_to_root() -> None:
 
 class _DropMisleading(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return MISLEADING_FRAGMENT not in record.getMessage()
+        message = record.getMessage()
+        return MISLEADING_FRAGMENT not in message and GPU_UNUSED_FRAGMENT not in message
 
 
 @contextlib.contextmanager
 def hide_misleading_startup_lines() -> Iterator[None]:
-    """Within the block, NNI's "Trial concurrency is set to 1" line is not emitted."""
+    """Within the block, NNI's "Trial concurrency is set to 1" and "GPU found but will not be used" lines
+    are not emitted."""
     logger = logging.getLogger(EXPERIMENT_CONFIG_LOGGER)
     drop = _DropMisleading()
     logger.addFilter(drop)

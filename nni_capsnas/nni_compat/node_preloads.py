@@ -10,6 +10,13 @@
   and REST API listen on every interface and NNI has no option for it; ``node/bind_host.js``
   gives ``listen`` a default host (127.0.0.1 unless told otherwise). Without it,
   ``tests/nni_capsnas/test_multitrial.py`` finds the port open on a non-loopback address.
+- :func:`schedule_every_gpu`: NNI's GPU scheduler refuses a trial that asks for every GPU of the
+  machine (``gpuNumber >= gpus.length``), so a one-GPU machine with ``trial_gpu_number = 1``
+  never starts a trial; ``node/gpu_scheduler.js`` schedules such a trial as NNI schedules any
+  whole number of GPUs. Without it,
+  ``tests/nni_capsnas/nni_compat/test_gpu_scheduler.py::test_nni_alone_never_schedules_every_gpu``
+  shows the refusal. It patches the manager only: NNI's trial keepers on remote workers keep
+  the refusal.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Iterator
 
 BIND_PARAMETERS_SCRIPT = "bind_parameters.js"
 BIND_HOST_SCRIPT = "bind_host.js"
+GPU_SCHEDULER_SCRIPT = "gpu_scheduler.js"
 #: Environment variable ``bind_host.js`` reads the host from.
 BIND_HOST_VARIABLE = "NNI_CAPSNAS_BIND_HOST"
 #: Hosts that mean "every interface": NNI's own behaviour is kept.
@@ -74,4 +82,11 @@ def bind_webui(host: str = "127.0.0.1") -> Iterator[None]:
         yield
         return
     with node_preload(BIND_HOST_SCRIPT), _environment(**{BIND_HOST_VARIABLE: host}):
+        yield
+
+
+@contextlib.contextmanager
+def schedule_every_gpu() -> Iterator[None]:
+    """NNI managers started within this context may give one trial every GPU of the machine."""
+    with node_preload(GPU_SCHEDULER_SCRIPT):
         yield

@@ -194,8 +194,9 @@ class E2RNASLightningModule(DartsLightningModule):
                 vectors.append(_flat(torch.autograd.grad(loss, alphas, allow_unused=True), alphas))
             else:
                 vectors.append(torch.zeros(sum(a.numel() for a in alphas), dtype=torch.float64))
-        matrix = torch.stack(vectors)
-        loss_values = torch.stack([value.to(torch.float64) for value in losses])
+        # MGDA solves a tiny system (objectives x architecture parameters): on the CPU, whatever the device
+        matrix = torch.stack([vector.cpu() for vector in vectors])
+        loss_values = torch.stack([value.to("cpu", torch.float64) for value in losses])
         active = torch.nonzero(matrix.norm(dim=1) > 0).flatten()
         weights = torch.zeros(len(vectors), dtype=torch.float64)
         combined = matrix
@@ -210,7 +211,7 @@ class E2RNASLightningModule(DartsLightningModule):
         offset = 0
         for alpha in alphas:
             size = alpha.numel()
-            alpha.grad = direction[offset:offset + size].view_as(alpha).to(alpha.dtype).clone()
+            alpha.grad = direction[offset:offset + size].view_as(alpha).to(alpha.device, alpha.dtype).clone()
             offset += size
         names = self._objective_names()
         record = ArchitectureStepRecord(

@@ -332,8 +332,12 @@ class ExpectedLabelCost:
             self._deltas.append((alphas[label], deltas))
 
     def __call__(self) -> torch.Tensor:
-        """Expected cost as a float64 scalar tensor."""
-        total = torch.tensor(self.base, dtype=torch.float64)
-        for alpha, deltas in self._deltas:
+        """Expected cost as a float64 scalar tensor, on the architecture parameters' device."""
+        device = self._deltas[0][0].device if self._deltas else torch.device("cpu")
+        total = torch.tensor(self.base, dtype=torch.float64, device=device)
+        for index, (alpha, deltas) in enumerate(self._deltas):
+            if deltas.device != alpha.device:  # the supernet moved (to a GPU): the table follows it, once
+                deltas = deltas.to(alpha.device)
+                self._deltas[index] = (alpha, deltas)
             total = total + (self._probabilities(alpha).to(torch.float64) * deltas).sum()
         return total

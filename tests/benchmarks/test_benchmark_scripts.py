@@ -170,3 +170,33 @@ def test_estimator_graphs_compares_both_exports_and_the_int8_graph(capsys: pytes
     (int8,) = quantized
     assert int8["exporter"] == "int8_qdq" and int8["unknown_ops"] == "0"
     assert float(int8["systolic_int8/float"]) <= 0.5 and float(int8["macs/flop_counter"]) == pytest.approx(1, abs=0.01)
+
+
+def test_the_plain_capsnet_baseline_is_sabours_network_as_ours_computes_it() -> None:
+    """capsnet_speed.py --device cuda compares like with like: with our weights the plain CapsNet
+    (einsum votes, autograd routing) gives our class capsules, reconstruction and loss."""
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from _plain_capsnet import PlainCapsNet
+
+    from search_spaces.reference import capsnet
+    from trials.losses import ClassificationLoss
+
+    torch.manual_seed(0)
+    ours, plain = capsnet((1, 28, 28), 10), PlainCapsNet()
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in ours.parameters())
+    with torch.no_grad():
+        plain.conv1.load_state_dict(ours.conv1.state_dict())
+        plain.primary.load_state_dict(ours.primary.conv.state_dict())
+        # ours: (in_caps, in_dim, out_caps * out_dim); plain: (in_caps, out_caps, out_dim, in_dim)
+        plain.weight.copy_(ours.class_caps.weight.view(1152, 8, 10, 16).permute(0, 2, 3, 1))
+        linear = [m for m in plain.decoder if isinstance(m, torch.nn.Linear)]
+        for mine, theirs in zip([m for m in ours.decoder.modules() if isinstance(m, torch.nn.Linear)], linear):
+            theirs.load_state_dict(mine.state_dict())
+    images, labels = torch.rand(3, 1, 28, 28), torch.tensor([1, 7, 3])
+    criterion = ClassificationLoss()
+    theirs, mine = plain(images), ours(images)
+    torch.testing.assert_close(theirs, mine, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(criterion(theirs, labels, images, plain.decoder),
+                               criterion(mine, labels, images, ours.decoder), rtol=1e-4, atol=1e-6)

@@ -11,6 +11,7 @@ from typing import Any
 import nni
 import pytest
 import torch
+from torch import nn
 from nni.nas.experiment import NasExperiment
 from nni.nas.nn.pytorch import LayerChoice, ModelSpace, MutableConv2d, MutableLinear, Repeat
 from nni.nas.oneshot.pytorch.supermodule._expression_utils import expression_expectation
@@ -24,6 +25,7 @@ from nni_capsnas.strategy.mgda import mgda_weights, normalize_gradients
 from nni_capsnas.strategy.resource import ResourceConstraint
 from search_spaces.capsule_cell_space import CapsuleCellSpace
 from search_spaces.darts_cell_space import DartsCellSpace
+from tests.conftest import DEVICES
 from trials.attacks import fgsm
 from trials.datasets import load_dataset
 from trials.lightning import CapsuleClassificationModule, capsule_evaluator
@@ -170,6 +172,21 @@ def test_hardware_table_and_its_first_order_expectation(tiny_table: HardwareCost
         ExpectedLabelCost(tiny_table, metric="flops", alphas=alphas)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_hardware_cost_table_moves_to_the_architecture_parameters_device(tiny_table: HardwareCostTable,
+                                                                        device: str) -> None:
+    """The supernet trains on a GPU: its cost expectation is computed there, with the CPU's value."""
+    alphas = {label: torch.tensor([0.3, -0.2]) for label in ("feature_op", "primary_caps")}
+    on_cpu = ExpectedLabelCost(tiny_table, metric="energy_mj", alphas=alphas)()
+    moved = {label: nn.Parameter(alpha.to(device)) for label, alpha in alphas.items()}
+    expected = ExpectedLabelCost(tiny_table, metric="energy_mj", alphas=moved)
+    for _ in range(2):  # the second call reuses the table already on the device
+        value = expected()
+        assert value.device.type == device and value.dtype == torch.float64
+        assert value.item() == pytest.approx(on_cpu.item(), rel=1e-12)
+    assert _grad_of(expected, moved["feature_op"]).device.type == device
+
+
 def test_hardware_metrics_are_refused_on_cell_spaces() -> None:
     strategy = E2RNAS(resources=[{"metric": "energy_mj", "target": 1.0}])
     with pytest.raises(ValueError, match="NNI cells have per-edge parameters"):
@@ -288,8 +305,9 @@ def test_weight_step_mixes_in_the_adversarial_loss_when_asked() -> None:
 # --- whole searches inside NNI ---------------------------------------------------------------
 
 
-def _search(space: ModelSpace, strategy: E2RNAS, tmp_path: Path, batches: int) -> dict[str, Any]:
-    exp = NasExperiment(space, capsule_evaluator("digits", epochs=1, limit_train_batches=batches), strategy)
+def _search(space: ModelSpace, strategy: E2RNAS, tmp_path: Path, batches: int, device: str = "auto") -> dict[str, Any]:
+    exp = NasExperiment(space, capsule_evaluator("digits", epochs=1, limit_train_batches=batches, device=device),
+                        strategy)
     exp.config.experiment_working_directory = str(tmp_path / "experiments")
     try:
         exp.run()
@@ -307,13 +325,15 @@ def _assert_valid_architecture(space_factory: Any, architecture: dict[str, Any],
     assert model(images).shape[:2] == (len(images), 10)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 def test_one_epoch_search_on_digits_logs_mgda_weights_and_exports_a_valid_architecture(
-        tmp_path: Path, isolated_nni: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, isolated_nni: Path, caplog: pytest.LogCaptureFixture, device: str) -> None:
     strategy = E2RNAS(adversary=functools.partial(fgsm, epsilon=0.1, random_start=True), upper_loss="cross_entropy",
                       resources=[{"metric": "params", "target": 5000.0, "mode": "abs"},
                                  {"metric": "energy_mj", "target": 1e-3, "mode": "max"}])
     with caplog.at_level(logging.DEBUG, logger="nni_capsnas.strategy.e2rnas"):
-        architecture = _search(CapsuleCellSpace(**TINY), strategy, tmp_path, batches=3)
+        architecture = _search(CapsuleCellSpace(**TINY), strategy, tmp_path, batches=3, device=device)
+    assert all(alpha.device.type == device for alpha in strategy.oneshot_module.ordered_arch_parameters())
     records = strategy.oneshot_module.records
     assert len(records) == 3
     for record in records:

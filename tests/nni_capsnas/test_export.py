@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from nni_capsnas.export import export_onnx
+from nni_capsnas.export import export_onnx, on_cpu
 from search_spaces.reference import capsnet
+from tests.conftest import DEVICES
 
 CLASS_HIERARCHY = "pkg.torch.onnx.class_hierarchy"
 
@@ -85,3 +86,19 @@ def test_input_that_does_not_fit_the_model() -> None:
         export_onnx(network, torch.zeros(1, 1, 8, 8))
     assert "\n" not in str(error.value)
     assert network.training
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_model_on_any_device_exports_the_graph_of_its_cpu_copy(device: str) -> None:
+    """A network trained on a GPU is estimated like the same network on the CPU; it stays on its device."""
+    torch.manual_seed(0)
+    network = capsnet((1, 8, 8), 10, conv_channels=16, conv_kernel=3, primary_caps=4, primary_dim=4,
+                      primary_kernel=3, primary_stride=1).to(device)
+    assert (on_cpu(network) is network) == (device == "cpu")
+    reference = export_onnx(on_cpu(network), torch.zeros(1, 1, 8, 8))
+    exported = export_onnx(network, torch.zeros(1, 1, 8, 8, device=device))
+    assert [node.op_type for node in exported.graph.node] == [node.op_type for node in reference.graph.node]
+    weights = {tensor.name: onnx.numpy_helper.to_array(tensor) for tensor in exported.graph.initializer}
+    for tensor in reference.graph.initializer:
+        np.testing.assert_array_equal(weights[tensor.name], onnx.numpy_helper.to_array(tensor))
+    assert all(p.device.type == device for p in network.parameters())

@@ -76,3 +76,15 @@ def test_squash_works_along_any_dim(dim: int) -> None:
 def test_squash_rejects_non_positive_eps(eps: float) -> None:
     with pytest.raises(ValueError, match="eps"):
         squash(torch.ones(2, 3), eps=eps)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_squash_keeps_zero_and_tiny_vectors_finite(dtype: torch.dtype) -> None:
+    """Mixed-precision training: eps would round to zero in float16, and 0/0 poison the gradients."""
+    s = torch.tensor([[0.0, 0.0], [1e-4, 0.0], [3.0, 4.0]], dtype=dtype, requires_grad=True)
+    v = squash(s)
+    assert v.dtype == dtype
+    v.float().sum().backward()
+    assert bool(torch.isfinite(v).all()) and bool(torch.isfinite(s.grad).all())
+    reference = squash(s.detach().double())
+    torch.testing.assert_close(v.double(), reference, rtol=1e-2, atol=1e-6)

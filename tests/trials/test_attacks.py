@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from typing import Any
@@ -12,6 +13,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from search_spaces.capsule_cell_space import CapsuleCellSpace
+from tests.conftest import DEVICES
 from trials.attacks import AttackConfig, attack_loss, fgsm, pgd, robust_accuracy
 from trials.datasets import load_dataset
 from trials.evaluator import evaluate_architecture, hardware_aware_evaluator, train_config_from_options
@@ -224,6 +226,27 @@ def test_robust_accuracy_agrees_with_torchattacks(normalised: bool, trained_cnn:
         assert ours[name] == pytest.approx(theirs[name], abs=0.005), (name, ours, theirs)
 
 
+# --- devices -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_attacks_run_on_the_models_device_with_the_cpu_runs_random_starts(
+        device: str, trained_cnn: nn.Module, digits: Any) -> None:
+    model = copy.deepcopy(trained_cnn).to(device)
+    images, labels = _batch(digits, 16)
+    on_device = fgsm(model, images.to(device), labels.to(device), epsilon=0.1, random_start=True,
+                     generator=torch.Generator().manual_seed(3))
+    on_cpu = fgsm(trained_cnn, images, labels, epsilon=0.1, random_start=True,
+                  generator=torch.Generator().manual_seed(3))
+    assert on_device.device.type == device
+    # the same start and step: equal but for pixels whose gradient sign flips with rounding
+    assert float((on_device.cpu() - on_cpu).abs().gt(1e-5).float().mean()) < 0.01
+    settings = dict(attack="pgd", epsilon=0.1, steps=3, samples=96, seed=2)
+    assert robust_accuracy(model, digits.val, **settings) == pytest.approx(
+        robust_accuracy(trained_cnn, digits.val, **settings), abs=2 / 96)
+    assert all(p.device.type == device for p in model.parameters())
+
+
 # --- the multi-trial evaluator ---------------------------------------------------------------
 
 
@@ -232,6 +255,17 @@ def test_evaluator_reports_robust_accuracy_when_asked() -> None:
                                     robustness={"attack": "fgsm", "epsilon": 0.1, "samples": 64})
     assert 0 <= metrics["robust_accuracy"] <= metrics["accuracy"] + 0.2
     assert "robust_accuracy" not in evaluate_architecture(_cnn(), dataset="digits", epochs=1, measure_host=False)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_evaluator_trains_attacks_and_estimates_on_the_device_and_reports_it(device: str) -> None:
+    model = _cnn()
+    metrics = evaluate_architecture(model, dataset="digits", epochs=1, measure_host=False, device=device,
+                                    robustness={"attack": "fgsm", "epsilon": 0.1, "samples": 32})
+    assert metrics["device"] == ("cuda:0" if device == "cuda" else "cpu")
+    assert all(isinstance(value, float) for key, value in metrics.items() if key != "device")
+    assert metrics["params"] == sum(p.numel() for p in model.parameters())  # exported from a CPU copy
+    assert all(p.device.type == device for p in model.parameters())
 
 
 def test_evaluator_trains_adversarially_when_asked() -> None:
@@ -252,6 +286,8 @@ def test_train_config_from_options_is_what_trials_and_retraining_train_with() ->
     assert (config.epochs, config.learning_rate, config.adversarial_weight) == (7, 2e-3, 0.25)
     assert config.adversarial == AttackConfig(attack="pgd", epsilon=0.05, steps=2)
     assert train_config_from_options({}).adversarial is None
+    assert (config.device, config.precision) == ("auto", "fp32")
+    assert train_config_from_options({"device": "cpu", "precision": "bf16"}).device == "cpu"
 
 
 def test_evaluator_options_are_checked_before_any_trial() -> None:
@@ -264,3 +300,5 @@ def test_evaluator_options_are_checked_before_any_trial() -> None:
         hardware_aware_evaluator(adversarial={"attack": "fgsm", "eps": 0.1})
     with pytest.raises(ValueError, match="adversarial_weight must be in \\(0, 1\\]"):
         hardware_aware_evaluator(adversarial={"attack": "fgsm", "epsilon": 0.1}, adversarial_weight=1.5)
+    with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda, cuda:N"):
+        hardware_aware_evaluator(device="gpu0")

@@ -10,10 +10,13 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from search_spaces import capsnet
+from tests.conftest import DEVICES
 from trials.attacks import AttackConfig, robust_accuracy
 from trials.datasets import DatasetSplits, load_dataset
+from trials.devices import DeviceUnavailableError
 from trials.losses import ClassificationLoss, class_scores
-from trials.training import EpochRecord, NonFiniteLossError, TrainConfig, evaluate, random_shift, train
+from trials.training import (LOSS_CHECK_STEPS, EpochRecord, NonFiniteLossError, TrainConfig, evaluate, random_shift,
+                             train)
 
 
 def _tiny_splits(n: int = 40) -> DatasetSplits:
@@ -50,6 +53,8 @@ class _PixelLogits(nn.Module):
     (dict(adversarial={"attack": "fgsm"}), r"adversarial must be a trials.attacks.AttackConfig or None, got dict"),
     (dict(adversarial_weight=0.0), r"adversarial_weight must be in \(0, 1\], got 0.0"),
     (dict(adversarial_weight=1.5), r"adversarial_weight must be in \(0, 1\], got 1.5"),
+    (dict(device="gpu"), r"device must be one of auto, cpu, cuda, cuda:N \(N a GPU index\), got 'gpu'"),
+    (dict(precision="half"), r"precision must be one of fp32, bf16, fp16, got 'half'"),
 ])
 def test_train_config_rejects_bad_values(kwargs: dict, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
@@ -59,6 +64,7 @@ def test_train_config_rejects_bad_values(kwargs: dict, pattern: str) -> None:
 def test_train_config_defaults_are_valid() -> None:
     config = TrainConfig()
     assert (config.epochs, config.batch_size, config.shift_pixels) == (10, 64, 0)
+    assert (config.device, config.precision) == ("auto", "fp32")
 
 
 # --- random_shift ------------------------------------------------------------------------
@@ -169,6 +175,28 @@ def test_train_raises_on_non_finite_loss() -> None:
         train(_NaNModel(), _tiny_splits(), TrainConfig(epochs=1, batch_size=8), progress=False)
 
 
+class _InfiniteLater(nn.Module):
+    """Finite logits for the first ``calls`` forward passes in training mode, infinite ones after."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.linear, self.calls = nn.Linear(16, 4), calls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls -= 1
+        return self.linear(x.flatten(1)) * (float("inf") if self.training and self.calls < 0 else 1.0)
+
+
+@pytest.mark.parametrize("finite_steps", [LOSS_CHECK_STEPS + 2, 2 * LOSS_CHECK_STEPS + 3])
+def test_a_loss_that_diverges_between_checks_fails_its_epoch(finite_steps: int) -> None:
+    """The running loss is read every LOSS_CHECK_STEPS steps and at the end of each epoch."""
+    images, labels = _tiny_splits(8 * 50).train.tensors  # 50 steps an epoch
+    data = DatasetSplits("tiny", TensorDataset(images, labels), TensorDataset(images, labels), (1, 4, 4), 4)
+    with pytest.raises(NonFiniteLossError, match=r"training loss became (inf|nan) in epoch 1"):
+        train(_InfiniteLater(finite_steps), data, TrainConfig(epochs=2, batch_size=8, device="cpu"), progress=False)
+
+
 def test_train_stops_at_the_deadline() -> None:
     with pytest.raises(TimeoutError, match="time budget in epoch 1"):
         train(nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), _tiny_splits(), TrainConfig(epochs=3, batch_size=8),
@@ -203,3 +231,46 @@ def test_adversarial_training_makes_the_network_more_robust_on_digits() -> None:
         robust[name] = robust_accuracy(model, data.val, attack="pgd", epsilon=0.1, steps=10, seed=0)
     # measured: PGD-10 accuracy 0.64 after clean training, 0.71 after FGSM-RS training
     assert robust["fgsm-rs"] > robust["clean"] + 0.03
+
+
+# --- devices and precision -----------------------------------------------------------------
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal of CUDA on a machine without it")
+def test_training_on_cuda_without_a_gpu_is_refused_before_the_model_moves() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(DeviceUnavailableError, match="device 'cuda' needs a CUDA GPU"):
+        train(model, _tiny_splits(), TrainConfig(epochs=1, device="cuda"), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_on_a_device_matches_the_cpu_run(device: str) -> None:
+    """Same batches, shifts and adversarial starts on every device: the CPU run is the reference."""
+    histories = {}
+    for where in ("cpu", device):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 4))
+        config = TrainConfig(epochs=2, batch_size=8, seed=5, shift_pixels=1, device=where,
+                             adversarial=AttackConfig(attack="fgsm", epsilon=0.1, random_start=True))
+        result = train(model, _tiny_splits(), config, progress=False)
+        assert result.device == ("cuda:0" if where == "cuda" else "cpu")
+        assert all(p.device.type == where for p in model.parameters())  # left on the device
+        assert evaluate(model, _tiny_splits().val) == result.final_accuracy  # on the model's device
+        histories[where] = [(r.train_loss, r.val_accuracy) for r in result.history]
+    for (loss, accuracy), (cpu_loss, cpu_accuracy) in zip(histories[device], histories["cpu"]):
+        assert loss == pytest.approx(cpu_loss, rel=1e-4) and accuracy == cpu_accuracy
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_a_capsule_network(device: str, precision: str) -> None:
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = capsnet(data.input_shape, data.num_classes, conv_channels=32, conv_kernel=3, primary_caps=8,
+                    primary_dim=8, primary_kernel=3, primary_stride=1)
+    result = train(model, data, TrainConfig(epochs=1, learning_rate=3e-3, device=device, precision=precision),
+                   progress=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # float32 weights, autocast compute
+    assert result.final_accuracy > 0.3, result.history  # chance is 0.1; fp32 reaches about 0.4 in this epoch

@@ -33,9 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "L-inf radius in pixel units (0: off)")
     parser.add_argument("--adversarial-weight", type=float, default=0.5,
                         help="share of the adversarial loss in each batch (default 0.5)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (default: a CUDA GPU if there is one, else the CPU), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", default="fp32", help="fp32 (default), bf16 or fp16 (mixed precision)")
     parser.add_argument("--threads", type=int, help="PyTorch CPU threads")
     parser.add_argument("--save", type=Path, help="write the trained weights here (refuses to overwrite)")
-    parser.add_argument("--json", action="store_true", help="print the history as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"device": ..., "history": [...]} as JSON (the device trained on, each epoch)')
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
@@ -46,10 +50,16 @@ def run(args: argparse.Namespace) -> int:
     from search_spaces.reference import capsnet, deepcaps
     from trials.attacks import AttackConfig
     from trials.datasets import load_dataset
+    from trials.devices import check_precision, resolve_device
     from trials.training import TrainConfig, train
 
     if args.save is not None and args.save.exists():
         raise ValueError(f"--save {args.save} already exists; choose another path")
+    for flag, check in (("--device", resolve_device), ("--precision", check_precision)):
+        try:  # before anything is loaded or written
+            check(getattr(args, flag[2:]))
+        except ValueError as error:
+            raise ValueError(f"{flag}: {error}") from error
     adversarial = None
     if args.adversarial_epsilon:
         try:
@@ -59,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--adversarial-epsilon: {error}") from error
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                          lr_decay=args.lr_decay, shift_pixels=args.shift, seed=args.seed,
-                         adversarial=adversarial, adversarial_weight=args.adversarial_weight)
+                         adversarial=adversarial, adversarial_weight=args.adversarial_weight, device=args.device,
+                         precision=args.precision)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -79,9 +90,9 @@ def run(args: argparse.Namespace) -> int:
         print_now(f"epoch {record.epoch:3d}  loss {record.train_loss:.4f}  held-out accuracy "
                   f"{record.val_accuracy:.4f}  ({record.seconds:.1f} s)")
     if args.json:
-        print_now(json.dumps([vars(r) for r in result.history]))
+        print_now(json.dumps({"device": result.device, "history": [vars(r) for r in result.history]}))
     if args.save is not None:
         args.save.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), args.save)
+        torch.save({name: tensor.cpu() for name, tensor in model.state_dict().items()}, args.save)
         _logger.info("weights saved to %s", args.save)
     return 0

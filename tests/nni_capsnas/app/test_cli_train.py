@@ -20,7 +20,9 @@ def test_train_one_epoch_prints_an_epoch_line_and_saves_weights(tmp_path: Path,
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("epoch   1  loss ")
     assert "held-out accuracy" in lines[0]
-    history = json.loads(lines[1])
+    report = json.loads(lines[1])
+    assert report["device"] == ("cuda:0" if torch.cuda.is_available() else "cpu")  # auto
+    history = report["history"]
     assert [record["epoch"] for record in history] == [1]
     assert 0.0 <= history[0]["val_accuracy"] <= 1.0
     state = torch.load(weights, weights_only=True)
@@ -82,3 +84,44 @@ def test_adversarial_training_flags_train_and_bad_values_are_one_line_errors(
 
     assert main(["train", "--no-progress", "--adversarial-epsilon", "0.1", "--adversarial-weight", "0"]) == 2
     assert "adversarial_weight must be in (0, 1], got 0.0" in capsys.readouterr().err
+
+
+def test_train_on_the_cpu_reports_the_device_in_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--epochs", "1", "--no-progress", "--json", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[1])["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_train_on_cuda_without_a_gpu_is_refused_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], device: str) -> None:
+    weights = tmp_path / "out" / "weights.pt"
+    assert main(["train", "--epochs", "1", "--no-progress", "--device", device, "--save", str(weights)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nni-capsnas train: error: --device: device '{device}' needs a "
+                                                   "CUDA GPU, but this machine has none"), lines
+    assert captured.out == "" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--device", "gpu", "--device: device must be one of auto, cpu, cuda, cuda:N (N a GPU index), got 'gpu'"),
+    ("--precision", "fp8", "--precision: precision must be one of fp32, bf16, fp16, got 'fp8'"),
+])
+def test_train_bad_device_or_precision_is_a_one_line_error(capsys: pytest.CaptureFixture[str], flag: str,
+                                                            value: str, message: str) -> None:
+    assert main(["train", "--no-progress", flag, value]) == 2
+    assert capsys.readouterr().err.strip() == f"nni-capsnas train: error: {message}"
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--device", "cuda:x", "--device: device must be one of auto, cpu, cuda, cuda:N (N a GPU index), got 'cuda:x'"),
+    ("--device", "cuda:9999", "--device: device 'cuda:9999' "),
+    ("--precision", "tf32", "--precision: precision must be one of fp32, bf16, fp16, got 'tf32'"),
+])
+def test_retrain_checks_device_and_precision_before_reading_the_experiment(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str) -> None:
+    assert main(["retrain", "no-such-experiment", "--workdir", str(tmp_path), flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"nni-capsnas retrain: error: {message}"), err
+    assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from nni_capsnas.app.config import parse_config
 from nni_capsnas.nni_compat.experiment_db import locate_experiment, read_trials
@@ -98,7 +99,10 @@ def test_nsga2_search_reports_every_metric(tmp_path: Path, free_port: int, isola
     for name in ["trials.csv", "pareto_front.csv", "summary.md", "pareto_energy_mj.png",
                  "pareto_latency_ms.png", "pareto_memory_kib.png"]:
         assert (outcome.report_dir / name).stat().st_size > 0, name
-    assert set(pd.read_csv(outcome.report_dir / "trials.csv").columns) >= METRIC_KEYS
+    trials = pd.read_csv(outcome.report_dir / "trials.csv")
+    assert set(trials.columns) >= METRIC_KEYS
+    where = "cuda:0" if torch.cuda.is_available() else "cpu"  # training.device = "auto"
+    assert set(trials["device"]) == {where}  # a string beside the metrics: NNI's database keeps it
 
     # the report's front is the strategy's own: same objectives and constraints (the search's saved ones)
     front = pd.read_csv(outcome.report_dir / "pareto_front.csv")
@@ -116,6 +120,7 @@ def test_nsga2_search_reports_every_metric(tmp_path: Path, free_port: int, isola
     for metric in metrics:
         assert set(metric) >= METRIC_KEYS
         assert metric["default"] == metric["accuracy"]
+        assert metric["device"] == where  # and its REST API serves it
 
 
 @pytest.mark.timeout(900)

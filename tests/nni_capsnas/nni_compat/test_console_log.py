@@ -10,7 +10,7 @@ from nni.runtime.log import start_stdout_logging
 
 from nni_capsnas.app.config import parse_config
 from nni_capsnas.app.experiment_builder import build_experiment
-from nni_capsnas.nni_compat.console_log import (EXPERIMENT_CONFIG_LOGGER, MISLEADING_FRAGMENT,
+from nni_capsnas.nni_compat.console_log import (EXPERIMENT_CONFIG_LOGGER, GPU_UNUSED_FRAGMENT, MISLEADING_FRAGMENT,
                                                 hide_misleading_startup_lines, route_nni_logs_to_root)
 
 
@@ -65,3 +65,13 @@ def test_without_the_filter_nni_says_concurrency_is_one(caplog: pytest.LogCaptur
     with caplog.at_level(logging.INFO, logger=EXPERIMENT_CONFIG_LOGGER), hide_misleading_startup_lines():
         NasExperiment(CapsNetSpace(), FunctionalEvaluator(print), Random())
     assert not any(MISLEADING_FRAGMENT in r.getMessage() for r in caplog.records)
+
+
+
+@pytest.mark.cuda
+def test_nni_gpu_unused_warning_is_hidden_on_a_gpu_machine(caplog: pytest.LogCaptureFixture, tmp_path) -> None:
+    """NNI warns that the GPU will not be used when trial_gpu_number is unset; the trials use it (auto)."""
+    config = parse_config({"experiment": {"workdir": str(tmp_path)}, "space": {"name": "capsnet"}})
+    with caplog.at_level(logging.INFO, logger=EXPERIMENT_CONFIG_LOGGER):
+        build_experiment(config)
+    assert not [r for r in caplog.records if GPU_UNUSED_FRAGMENT in r.getMessage()]
