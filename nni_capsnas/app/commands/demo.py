@@ -45,6 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def retrain_arguments(experiment_id: str, workdir: Path, top_k: int, epochs: int) -> argparse.Namespace:
+    """The arguments of ``nni-capsnas retrain`` for the demo's search, parsed by the CLI's own parser."""
+    from nni_capsnas.app.cli import build_parser
+
+    return build_parser().parse_args(["retrain", experiment_id, "--workdir", str(workdir), "--top-k", str(top_k),
+                                      "--epochs", str(epochs), "--no-progress"])
+
+
 def run(args: argparse.Namespace) -> int:
     from nni_capsnas.app.commands import retrain
     from nni_capsnas.app.config import parse_config
@@ -61,9 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.retrain_top > 0:
         print_now(f"2/2  retraining the {args.retrain_top} most accurate front members for "
                   f"{args.retrain_epochs} epochs")
-        retrain.run(argparse.Namespace(experiment=outcome.experiment_id, workdir=str(outcome.folder.parent),
-                                       top_k=args.retrain_top, epochs=args.retrain_epochs, objectives=None,
-                                       output=None, no_progress=True))
+        retrain.run(retrain_arguments(outcome.experiment_id, outcome.folder.parent, args.retrain_top,
+                                      args.retrain_epochs))
     print_now(f"done. Browse it again with:  nni-capsnas view {outcome.experiment_id} "
               f"--workdir {outcome.folder.parent}")
     return 0

@@ -22,6 +22,8 @@ import torch
 
 from nni_capsnas.app.config import parse_config
 from nni_capsnas.nni_compat.experiment_db import locate_experiment, read_trials
+from nni_capsnas.app.commands import retrain
+from nni_capsnas.app.commands.demo import retrain_arguments
 from nni_capsnas.app.report import write_report
 from nni_capsnas.app.search_runner import resume_search, run_search
 
@@ -114,6 +116,11 @@ def test_nsga2_search_reports_every_metric(tmp_path: Path, free_port: int, isola
     best = write_report(folder, tmp_path / "accuracy-only", objectives={"accuracy": "max"}).front  # flags override
     assert set(best["accuracy"]) == {read_trials(folder)["accuracy"].max()}
     assert write_report(folder, tmp_path / "impossible", constraints={"energy_mj": 1e-12}).front.empty
+
+    # the demo's retraining step, on this search: the most accurate front member, one more epoch
+    assert retrain.run(retrain_arguments(outcome.experiment_id, tmp_path, top_k=1, epochs=1)) == 0
+    retrained = pd.read_csv(folder.path / "retrain.csv")
+    assert len(retrained) == 1 and 0 <= retrained["retrained_accuracy"].iloc[0] <= 1
 
     metrics = _rest_metrics(outcome.experiment_id, tmp_path, free_port)
     assert len(metrics) == 2
