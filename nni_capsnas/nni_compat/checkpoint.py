@@ -6,8 +6,8 @@ before the saved state was loaded: a killed driver leaves a truncated checkpoint
 resume overwrites a finished search's state with an empty one. The experiment's checkpoint
 folder, its action (``create`` / ``resume`` / ``view``) and its engine are private attributes
 (``_checkpoint_directory``, ``_action``, ``_engine``); they are read here only.
-Without :func:`write_checkpoint`'s guard, ``tests/nni_capsnas/test_crash_resume.py`` loses the
-state of a search whose resume failed.
+``tests/nni_capsnas/nni_compat/test_checkpoint.py`` shows NNI overwriting the state of a search
+whose resume failed, and :class:`~nni_capsnas.experiment.CapsNasExperiment` leaving it untouched.
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@
   processes in the order they ask for them, not to the trial each was created for (see
   ``node/bind_parameters.js``); managers started within the context give every trial its own
   architecture, so NNI's database, the strategy and NNI's resume agree on what each trial
-  trained. Without it, ``tests/nni_capsnas/test_crash_resume.py::test_nni_alone_swaps_parameters``
-  shows the swap and the crash drill's archive disagrees with the database.
+  trained. Without it, the crash drill of ``tests/nni_capsnas/app/test_crash_resume.py`` finds
+  trials that trained another trial's architecture.
 - :func:`bind_webui`: NNI's REST server calls ``listen(port)`` without a host, so the web UI
   and REST API listen on every interface and NNI has no option for it; ``node/bind_host.js``
   gives ``listen`` a default host (127.0.0.1 unless told otherwise). Without it,
-  ``tests/nni_capsnas/test_multitrial.py`` finds the port open on a non-loopback address.
+  ``tests/nni_capsnas/app/test_webui.py`` finds the port open on a non-loopback address.
 - :func:`schedule_every_gpu`: NNI's GPU scheduler refuses a trial that asks for every GPU of the
   machine (``gpuNumber >= gpus.length``), so a one-GPU machine with ``trial_gpu_number = 1``
   never starts a trial; ``node/gpu_scheduler.js`` schedules such a trial as NNI schedules any
