@@ -6,10 +6,11 @@ curve). Its hardware cost is known before training. If even that optimistic poin
 by the current front, training it on cannot change the front: the rule says stop.
 
 How much this saves and what it costs in front quality is measured by
-``benchmarks/search_quality.py --early-stopping`` on measured learning curves (see
-docs/benchmarks.md). NNI 3.0 gives a NAS strategy no way to stop a running trial (its execution
-engines have no kill call and NAS experiments take no assessor), so the rule is offered as this
-pure function and study, not wired into the strategy.
+``benchmarks/search_quality.py --early-stopping`` on measured learning curves (docs/benchmarks.md):
+on 3-epoch curves a rule that saves a useful share of the epochs (13-22%) also drops front
+members (gap +0.04 to +0.07), and one that keeps the front saves 2-5%. It does not pay, so it is
+not wired into the strategy. (Wiring it would need NNI's REST ``kill_trial_job`` with trial ids
+that NNI 3.0's NAS engine keeps privately: its engines have no call to stop a model.)
 """
 
 from __future__ import annotations

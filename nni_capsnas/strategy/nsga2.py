@@ -86,7 +86,8 @@ class NSGA2(Strategy):
         ranking candidates (0: the predicted mean).
     cost_aware
         Rank candidates by hypervolume gain per expected training second (predicted from the
-        trials' ``train_seconds``).
+        trials' ``train_seconds``; plain gain when trials do not report it). On by default: it
+        reaches each front quality in about half the training time (docs/benchmarks.md).
     max_stalled_generations
         Stop after this many consecutive generations that produced no new trial (the
         space, or its feasible part, is exhausted).
@@ -111,7 +112,7 @@ class NSGA2(Strategy):
                  crossover: Optional[Crossover] = None, mutation: Optional[Mutation] = None,
                  hardware_estimator: Optional[HardwareEstimator] = None,
                  surrogate: Union[str, Surrogate, None] = "gaussian-process", pool_size: int = 2000,
-                 optimism: float = 1.0, cost_aware: bool = False,
+                 optimism: float = 1.0, cost_aware: bool = True,
                  max_stalled_generations: int = 5, seed: int = 0) -> None:
         super().__init__()
         if population_size < 2:

@@ -58,7 +58,7 @@ class SurrogateSettings:
 
     pool_size: int = 2000
     optimism: float = 1.0
-    cost_aware: bool = False
+    cost_aware: bool = True
     min_distance: int = 2
     screened: int = 400
 
