@@ -30,7 +30,6 @@ under ``pkg.torch.onnx.class_hierarchy``. Inside a routing capsule module (``Cla
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -46,7 +45,7 @@ from .onnx_constants import ConstantAnalysis, analyse_constants
 from .onnx_folding import AffineFold, affine_folds
 from .onnx_fusion import elementwise_groups, group_boundary
 from .onnx_graph import DataFlow, GraphIndex
-from .onnx_memory import peak_live_activations
+from .onnx_memory import LiveProfile, live_profile
 from .model_source import load_model
 from .onnx_ops import CLASS_HIERARCHY_KEY, NAME_SCOPES_KEY
 from .onnx_ops import (
@@ -619,6 +618,7 @@ class CanonicalReading:
     flow: DataFlow
     groups: list[tuple[int, ...]]
     roots: dict[str, str]
+    _profile: Optional[LiveProfile] = field(default=None, init=False, repr=False)
 
     @classmethod
     def of(cls, index: GraphIndex, tensors: TensorTable, *, strict: bool, routing_classes: frozenset[str],
@@ -703,16 +703,14 @@ class CanonicalReading:
         Parameters
         ----------
         kept_alive
-            Tensors that live to the end of the graph as if they were graph outputs (a graph input
-            that a later piece of a larger network still reads).
+            Graph inputs that live to the end of the graph (a tensor that a later piece of a larger
+            network reads again).
         """
-        index = self.index
-        kept_alive = frozenset(kept_alive) - index.graph_outputs
-        if kept_alive:
-            index = dataclasses.replace(index, graph_outputs=index.graph_outputs | kept_alive)
-        context = self.context
-        return peak_live_activations(index, context.sizes, roots=self.roots, constants=context.constants.constants,
-                                     bits=context.bits)
+        if self._profile is None:
+            context = self.context
+            self._profile = live_profile(self.index, context.sizes, roots=self.roots,
+                                         constants=context.constants.constants, bits=context.bits)
+        return self._profile.peak(tuple(kept_alive))
 
 
 #: What a node that breaks its operator's schema (missing attribute, wrong attribute type, ...) raises.
