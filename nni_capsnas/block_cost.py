@@ -21,6 +21,7 @@ from hw_estimators.accelerator import Accelerator
 from hw_estimators.composition import Composition, UncleanBoundary, Wire, compose
 from hw_estimators.fragments import FragmentReading, read_fragment
 from hw_estimators.layer_pricing import LayerPricer, PricedLayers
+from hw_estimators.workload import format_unknown_ops
 
 from .blocks import NETWORK_INPUT, Block, BlockNetwork, check_blocks
 from .onnx_tracing import trace_onnx
@@ -98,6 +99,9 @@ class BlockCostEstimator:
         with torch.device("meta"):
             module = block.build()
         traced = trace_onnx(module, input_shapes)
+        if traced.unknown_functions:
+            raise ValueError(f"{type(module).__name__} calls torch functions the trace cannot write as the exporter "
+                             f"does: {format_unknown_ops(traced.unknown_functions)}")
         if len(traced.output_shapes) != 1:
             raise ValueError(f"a block returns one tensor; {type(module).__name__} returns {len(traced.output_shapes)}")
         reading = read_fragment(traced.model, tensors=traced.tensors)

@@ -57,8 +57,9 @@ class SampleCostEstimator:
     :mod:`nni_capsnas.blocks`; any other space is one block, its frozen network), each distinct
     block is traced once on the meta device and read as the exporter's graph, and the readings are
     composed (:class:`~nni_capsnas.block_cost.BlockCostEstimator`). A never-seen network made of
-    known blocks costs well under a millisecond. Should a network not run on the meta device, it is
-    exported and estimated as a trial would (with a warning).
+    known blocks costs well under a millisecond. A network that does not run on the meta device, or
+    calls a torch function the trace cannot write as the exporter does, is exported and estimated as a
+    trial would (with a warning, once per cause).
 
     Parameters
     ----------
@@ -81,6 +82,7 @@ class SampleCostEstimator:
         self.blocks = BlockCostEstimator(accelerator)
         self._cache: dict[tuple, dict[str, float]] = {}
         self._networks: dict[Hashable, dict[str, float]] = {}
+        self._untraceable: set[str] = set()
 
     def __call__(self, sample: Mapping[str, Any]) -> dict[str, float]:
         """The figures of ``sample``'s network (remembered per sample, and per network: samples that differ
@@ -104,8 +106,11 @@ class SampleCostEstimator:
         try:
             figures = self.blocks.figures(blocks, (1, *self.input_shape))
         except ValueError as error:
-            _logger.warning("cannot trace the network of %s on the meta device (%s); exporting it to ONNX instead",
-                            dict(sample), error)
+            reason = " ".join(str(error).split())
+            if reason not in self._untraceable:
+                _logger.warning("exporting to ONNX the networks that cannot be traced on the meta device: %s", reason)
+                self._untraceable.add(reason)
+            _logger.debug("exporting the network of %s to ONNX", dict(sample))
             return network_cost(self._frozen(sample), self.input_shape, accelerator=self.accelerator)
         return {name: figures[name] for name in ESTIMATOR_METRICS}
 

@@ -78,11 +78,15 @@ class TracedOnnx:
         :func:`hw_estimators.fragments.read_fragment` to skip shape inference).
     output_shapes
         Shapes of the module's outputs, in the order it returns them.
+    unknown_functions
+        Torch functions without an emitter (written as :data:`UNKNOWN_DOMAIN` nodes) -> calls: where
+        there are any, the graph may differ from the exporter's.
     """
 
     model: onnx.ModelProto
     tensors: TensorTable
     output_shapes: tuple[Shape, ...]
+    unknown_functions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,6 +121,7 @@ class OnnxTrace(TorchFunctionMode):
         self._names: dict[int, str] = {}
         self._alive: list[torch.Tensor] = []
         self._stack: list[tuple[str, str]] = []
+        self.unknown_functions: dict[str, int] = {}
         self._scalars: dict[tuple[float, int], str] = {}
         self._parameters = {id(tensor): name for name, tensor in
                             [*module.named_parameters(remove_duplicate=False), *module.named_buffers()]}
@@ -207,6 +212,7 @@ class OnnxTrace(TorchFunctionMode):
         qualified = f"{getattr(func, '__module__', None) or 'torch'}.{getattr(func, '__qualname__', repr(func))}"
         tensors = [item for item in args if isinstance(item, torch.Tensor)]
         _logger.debug("no ONNX emitter for %s: written as an unknown operator", qualified)
+        self.unknown_functions[qualified] = self.unknown_functions.get(qualified, 0) + 1
         return self.emit(qualified.replace(".", "_"), tensors, result, aten=qualified, domain=UNKNOWN_DOMAIN)
 
 
@@ -743,4 +749,5 @@ def trace_onnx(module: nn.Module, input_shapes: Sequence[Sequence[int]], *,
     _remove_unused(graph.nodes, set(names))
     tensors = TensorTable(shapes=dict(graph.shapes), types=dict(graph.types))
     return TracedOnnx(model=_onnx_model(graph, names), tensors=tensors,
-                      output_shapes=tuple(tuple(tensor.shape) for tensor in results))
+                      output_shapes=tuple(tuple(tensor.shape) for tensor in results),
+                      unknown_functions=dict(trace.unknown_functions))
