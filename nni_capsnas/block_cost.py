@@ -62,6 +62,11 @@ class BlockCostEstimator:
         A built-in accelerator name, a TOML file or an :class:`hw_estimators.Accelerator`.
     max_fragments
         Distinct blocks (at their input shapes) whose readings are remembered.
+
+    Attributes
+    ----------
+    whole_network_reads : int
+        Networks read as one block because a canonical rewrite crossed one of their block boundaries.
     """
 
     def __init__(self, accelerator: Union[str, os.PathLike, Accelerator] = "capsacc", *,
@@ -70,6 +75,7 @@ class BlockCostEstimator:
             raise ValueError(f"max_fragments must be a positive integer, got {max_fragments!r}")
         self.pricer = LayerPricer(accelerator)
         self._fragments = _Bounded(max_fragments)
+        self.whole_network_reads = 0
 
     @property
     def accelerator(self) -> Accelerator:
@@ -128,6 +134,7 @@ class BlockCostEstimator:
             return compose(fragments, wiring, [Wire(len(blocks) - 1, 0)]), prices
         except UncleanBoundary as error:
             _logger.debug("reading %d blocks as one network: %s", len(blocks), error)
+            self.whole_network_reads += 1
         whole, price = self._priced(Block.of(BlockNetwork, blocks=blocks), [input_shape])
         return compose([whole], [[Wire(NETWORK_INPUT, 0)]], [Wire(0, 0)]), [price]
 

@@ -97,6 +97,11 @@ class SampleCostEstimator:
             _logger.debug("estimated %s: %s", dict(sample), self._cache[key])
         return dict(self._cache[key])
 
+    @property
+    def networks_estimated(self) -> int:
+        """Distinct networks estimated through :meth:`__call__` so far."""
+        return len(self._networks)
+
     def estimate(self, sample: Mapping[str, Any]) -> dict[str, float]:
         """The figures of ``sample``'s network, composed afresh: not looked up among the samples and networks
         seen before (the blocks read before are reused)."""

@@ -422,6 +422,8 @@ def emit_matmul(aten: str) -> Callable:
 
 def emit_linear(trace: OnnxTrace, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``nn.Linear``: ``Gemm`` on 2-D input; otherwise ``MatMul`` by the transposed weight (a folded constant) and ``Add``."""
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"trace_onnx: linear layer of {weight.shape[1]} inputs applied to shape {tuple(x.shape)}")
     shape = (*x.shape[:-1], weight.shape[0])
     if x.dim() == 2:
         inputs = [x, weight] + ([bias] if bias is not None else [])
@@ -448,6 +450,9 @@ def emit_conv(trace: OnnxTrace, x: torch.Tensor, weight: torch.Tensor, bias: Opt
               stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: int = 1) -> torch.Tensor:
     """``Conv`` (1-3 spatial dimensions; numeric or ``"valid"``/``"same"`` padding)."""
     count = weight.dim() - 2
+    if x.dim() != weight.dim() or x.shape[1] != weight.shape[1] * groups:
+        raise ValueError(f"trace_onnx: convolution of weight {tuple(weight.shape)} (groups {groups}) applied to shape "
+                         f"{tuple(x.shape)}")
     stride, dilation = _pair(stride, count), _pair(dilation, count)
     if padding == "valid":
         padding = (0,) * count
@@ -579,8 +584,11 @@ EMITTERS: dict[Callable, Callable[..., Any]] = {
     torch.sqrt: emit_unary("Sqrt", "aten.sqrt.default"),
     torch.Tensor.sqrt: emit_unary("Sqrt", "aten.sqrt.default"),
     torch.exp: emit_unary("Exp", "aten.exp.default"),
+    torch.Tensor.exp: emit_unary("Exp", "aten.exp.default"),
     torch.sigmoid: emit_unary("Sigmoid", "aten.sigmoid.default"),
+    torch.Tensor.sigmoid: emit_unary("Sigmoid", "aten.sigmoid.default"),
     torch.tanh: emit_unary("Tanh", "aten.tanh.default"),
+    torch.Tensor.tanh: emit_unary("Tanh", "aten.tanh.default"),
     torch.relu: emit_relu,
     torch.Tensor.relu: emit_relu,
     F.relu: emit_relu,
@@ -734,7 +742,7 @@ def trace_onnx(module: nn.Module, input_shapes: Sequence[Sequence[int]], *,
     try:
         with torch.no_grad(), trace:
             result = module(*inputs)
-    except (RuntimeError, TypeError, IndexError) as error:
+    except (RuntimeError, TypeError, IndexError, ValueError) as error:
         shapes = [tuple(shape) for shape in input_shapes]
         raise ValueError(f"cannot trace {type(module).__name__} with inputs of shape(s) {shapes} on the meta device: "
                          f"{type(error).__name__}: {' '.join(str(error).split())[:300]}") from error
