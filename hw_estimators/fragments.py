@@ -109,6 +109,11 @@ class FragmentReading:
         Its graph inputs and outputs, in the order the piece takes and returns them.
     peaks
         Peak live activations ``(elements, bits)`` for each set of input indices kept alive to the end.
+
+    Attributes
+    ----------
+    macs : int
+        Multiply-accumulates of the piece.
     """
 
     def __init__(self, *, workload: Workload, inputs: tuple[FragmentInput, ...], outputs: tuple[FragmentOutput, ...],
@@ -116,6 +121,7 @@ class FragmentReading:
         self.workload = workload
         self.inputs = inputs
         self.outputs = outputs
+        self.macs = workload.macs
         self._peaks = dict(peaks)
 
     @property
@@ -127,11 +133,6 @@ class FragmentReading:
     def params(self) -> int:
         """Stored weights of the piece."""
         return self.workload.params
-
-    @property
-    def macs(self) -> int:
-        """Multiply-accumulates of the piece."""
-        return self.workload.macs
 
     def peak(self, kept_alive: Iterable[int] = ()) -> tuple[int, int]:
         """Peak live activations ``(elements, bits)``, with the inputs ``kept_alive`` alive to the end."""
