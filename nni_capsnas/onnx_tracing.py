@@ -612,7 +612,6 @@ EMITTERS: dict[Callable, Callable[..., Any]] = {
     torch.conv2d: emit_conv,
     torch.conv3d: emit_conv,
     F.batch_norm: emit_batch_norm,
-    torch.batch_norm: emit_batch_norm,
     F.max_pool2d: emit_max_pool,
     torch.max_pool2d: emit_max_pool,
     F.avg_pool2d: emit_avg_pool,
