@@ -148,18 +148,14 @@ class OnnxTrace(TorchFunctionMode):
         self.graph.types[name] = _onnx_type(tensor.dtype)
 
     def name(self, tensor: torch.Tensor) -> str:
-        """The graph name of ``tensor``: known, a parameter or buffer (an initializer), or a constant."""
+        """The graph name of ``tensor``: known, or an initializer (a parameter or buffer, or a tensor the module
+        holds otherwise: the exporter lifts every constant into an initializer)."""
         name = self._names.get(id(tensor))
         if name is not None:
             return name
-        parameter = self._parameters.get(id(tensor))
-        if parameter is not None:
-            self._bind(tensor, parameter)
-            self.graph.initializers[parameter] = (tuple(tensor.shape), _onnx_type(tensor.dtype))
-            return parameter
-        name = self.graph.fresh("constant")
+        name = self._parameters.get(id(tensor)) or self.graph.fresh("constant")
         self._bind(tensor, name)
-        self.graph.nodes.append(self._node("Constant", [], [name], {}, "aten.lift_fresh_copy.default"))
+        self.graph.initializers[name] = (tuple(tensor.shape), _onnx_type(tensor.dtype))
         return name
 
     def alias(self, result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -207,13 +203,26 @@ class OnnxTrace(TorchFunctionMode):
         if emitter is not None:
             return emitter(self, *args, **kwargs)
         result = func(*args, **kwargs)
-        if not isinstance(result, torch.Tensor):
-            return result
+        results = [result] if isinstance(result, torch.Tensor) else (
+            [item for item in result if isinstance(item, torch.Tensor)] if isinstance(result, (tuple, list)) else [])
+        if results:
+            self._unknown(func, args, results)
+        return result
+
+    def _unknown(self, func: Callable, args: tuple, results: list[torch.Tensor]) -> None:
+        """Write a node of :data:`UNKNOWN_DOMAIN` computing ``results`` from the tensors among ``args``."""
         qualified = f"{getattr(func, '__module__', None) or 'torch'}.{getattr(func, '__qualname__', repr(func))}"
-        tensors = [item for item in args if isinstance(item, torch.Tensor)]
         _logger.debug("no ONNX emitter for %s: written as an unknown operator", qualified)
         self.unknown_functions[qualified] = self.unknown_functions.get(qualified, 0) + 1
-        return self.emit(qualified.replace(".", "_"), tensors, result, aten=qualified, domain=UNKNOWN_DOMAIN)
+        tensors = [item for item in args if isinstance(item, torch.Tensor)]
+        tensors += [item for sequence in args if isinstance(sequence, (tuple, list))
+                    for item in sequence if isinstance(item, torch.Tensor)]
+        names = [self.name(item) for item in tensors]
+        outputs = [self.graph.fresh(func.__name__ if hasattr(func, "__name__") else "unknown") for _ in results]
+        node = self._node(qualified.replace(".", "_"), names, outputs, {}, qualified, UNKNOWN_DOMAIN)
+        self.graph.nodes.append(node)
+        for tensor, output in zip(results, outputs):
+            self._bind(tensor, output)
 
 
 # ---------------------------------------------------------------------------- shapes and types

@@ -104,12 +104,20 @@ class Stacked(nn.Module):
         return torch.stack([x, x]).sum(dim=0)
 
 
+class Split(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = torch.split(x, 2, dim=1)
+        return first * second
+
+
 def test_functions_without_an_emitter_become_unknown_operators() -> None:
-    with torch.device("meta"):
-        traced = trace_onnx(Stacked(), [(2, 3)])
+    traced = trace_onnx(Stacked(), [(2, 3)])
     assert list(traced.unknown_functions.values()) == [1] and "stack" in next(iter(traced.unknown_functions))
     assert [node.domain for node in traced.model.graph.node] == [UNKNOWN_DOMAIN, ""]
     assert traced.output_shapes == ((2, 3),)
+    split = trace_onnx(Split(), [(1, 4)])  # a tuple of results: one unknown node writing both
+    assert [(node.domain, len(node.output)) for node in split.model.graph.node] == [(UNKNOWN_DOMAIN, 2), ("", 1)]
+    assert split.unknown_functions
 
 
 def test_tracing_leaves_the_module_as_it_was_and_refuses_training_behaviour() -> None:
