@@ -323,6 +323,37 @@ def emit_alias(trace: OnnxTrace, x: torch.Tensor, *args: Any, **kwargs: Any) -> 
     return trace.alias(_empty(x.shape, x), x)
 
 
+def _target_dtype(x: torch.Tensor, args: tuple, kwargs: dict) -> torch.dtype:
+    """The element type ``Tensor.to(...)`` converts ``x`` to (its own when only a device is given)."""
+    for item in (*args, kwargs.get("dtype"), kwargs.get("other")):
+        if isinstance(item, torch.dtype):
+            return item
+        if isinstance(item, torch.Tensor):
+            return item.dtype
+    return x.dtype
+
+
+def _cast(trace: OnnxTrace, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A conversion to ``dtype``: nothing when the type does not change (``torch.export`` records no node),
+    else ``Cast``."""
+    result = torch.empty(tuple(x.shape), dtype=dtype, device="meta")
+    if dtype == x.dtype:
+        return trace.alias(result, x)
+    return trace.emit("Cast", [x], result, aten="aten._to_copy.default", attributes={"to": _onnx_type(dtype)})
+
+
+def emit_to(trace: OnnxTrace, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """``Tensor.to`` (a device, an element type, or another tensor's type)."""
+    return _cast(trace, x, _target_dtype(x, args, kwargs))
+
+
+def emit_cast_to(dtype: torch.dtype) -> Callable:
+    """``Tensor.float()``, ``.half()``, ...: a conversion to ``dtype``."""
+    def emitter(trace: OnnxTrace, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return _cast(trace, x, dtype)
+    return emitter
+
+
 def emit_dropout(trace: OnnxTrace, x: torch.Tensor, p: float = 0.5, training: bool = True,
                  inplace: bool = False) -> torch.Tensor:
     if training and p > 0:
@@ -574,6 +605,12 @@ EMITTERS: dict[Callable, Callable[..., Any]] = {
     torch.Tensor.contiguous: emit_alias,
     torch.Tensor.clone: emit_alias,
     torch.Tensor.detach: emit_alias,
+    torch.Tensor.to: emit_to,
+    torch.Tensor.type_as: emit_to,
+    torch.Tensor.float: emit_cast_to(torch.float32),
+    torch.Tensor.double: emit_cast_to(torch.float64),
+    torch.Tensor.half: emit_cast_to(torch.float16),
+    torch.Tensor.bfloat16: emit_cast_to(torch.bfloat16),
     F.dropout: emit_dropout,
     torch.Tensor.new_zeros: emit_new_zeros,
     torch.Tensor.add: emit_binary("Add", "aten.add.Tensor"),

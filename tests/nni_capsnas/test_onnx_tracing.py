@@ -44,6 +44,18 @@ def exported_reading(build: Callable[[], nn.Module], shapes: list[tuple[int, ...
     return read_fragment(export_onnx(build(), examples if len(examples) > 1 else examples[0]))
 
 
+class HalfInside(nn.Module):
+    """Conversions to the same type (no node) and to another (``Cast``), as mixed-precision code writes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.linear(x).to(x.dtype).float()
+        return (y.to(torch.float16) * 2.0).to(torch.float32) + x.type_as(y)
+
+
 #: Modules the spaces' blocks are made of, each with the input shapes it is traced at.
 MODULES: dict[str, tuple[Callable[[], nn.Module], list[tuple[int, ...]]]] = {
     "class caps, 3 routings": (lambda: ClassCaps(in_caps=32, in_dim=8, out_caps=10, out_dim=16), [(1, 32, 8)]),
@@ -60,6 +72,7 @@ MODULES: dict[str, tuple[Callable[[], nn.Module], list[tuple[int, ...]]]] = {
     "gather with a skip": (CapsuleGather, [(1, 4, 8, 2, 2), (1, 4, 8, 4, 4)]),
     "separable conv": (lambda: FEATURE_OPS["sep_conv3x3"](8), [(1, 8, 6, 6)]),
     "average pooling": (lambda: FEATURE_OPS["avg_pool3x3"](8), [(1, 8, 6, 6)]),
+    "type conversions": (HalfInside, [(2, 3)]),
 }
 
 
