@@ -45,7 +45,7 @@ from .onnx_constants import ConstantAnalysis, analyse_constants
 from .onnx_folding import AffineFold, affine_folds
 from .onnx_fusion import elementwise_groups, group_boundary
 from .onnx_graph import DataFlow, GraphIndex
-from .onnx_memory import peak_live_activations
+from .onnx_memory import LiveProfile, live_profile
 from .model_source import load_model
 from .onnx_ops import CLASS_HIERARCHY_KEY, NAME_SCOPES_KEY
 from .onnx_ops import (
@@ -243,10 +243,6 @@ def _routing_module(hierarchy: tuple[str, ...], routing_classes: frozenset[str])
         if _short_class(entry) in routing_classes:
             return _short_class(entry)
     return None
-
-
-def _attributes(node: onnx.NodeProto) -> dict:
-    return {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
 
 
 def _attributes(node: onnx.NodeProto) -> dict:
@@ -516,15 +512,16 @@ MICROSOFT_PARSERS: dict[str, Parser] = {
 DOMAIN_PARSERS: dict[str, dict[str, Parser]] = {"": PARSERS, "ai.onnx": PARSERS, "com.microsoft": MICROSOFT_PARSERS}
 #: Parsers of products with a weight operand that may absorb per-channel affine nodes, and the
 #: output channel axis of their result.
-_FOLD_HOSTS: dict[Parser, int] = {parse_conv: 1, parse_conv_transpose: 1, parse_matmul: -1, parse_gemm: -1}
+FOLD_HOSTS: dict[Parser, int] = {parse_conv: 1, parse_conv_transpose: 1, parse_matmul: -1, parse_gemm: -1}
 #: Element-wise parsers whose nodes may be merged, and how they count operations.
-_FUSABLE: dict[Parser, Callable[[onnx.NodeProto, NodeContext], int]] = {
+FUSABLE: dict[Parser, Callable[[onnx.NodeProto, NodeContext], int]] = {
     parse_elementwise: elementwise_ops,
     parse_pool: pool_ops,
 }
 
 
-def _weight_operand(node: onnx.NodeProto) -> str:
+def weight_operand(node: onnx.NodeProto) -> str:
+    """Name of the weight input of a convolution or product ("" for other operators)."""
     operands = CONV_OPERANDS.get(node.op_type) or MATMUL_OPERANDS.get(node.op_type)
     return _operand(node, operands.weight) if operands is not None else ""
 
@@ -533,7 +530,7 @@ def _group_layer(members: Sequence[int], index: GraphIndex, context: NodeContext
                  parsers: Sequence[Parser], inputs: Sequence[str], outputs: Sequence[str]) -> Layer:
     """One element-wise layer for the merged nodes ``members`` (see :mod:`hw_estimators.onnx_fusion`)."""
     nodes = [index.nodes[member] for member in members]
-    ops = sum(_FUSABLE[parsers[member]](node, context) for member, node in zip(members, nodes))
+    ops = sum(FUSABLE[parsers[member]](node, context) for member, node in zip(members, nodes))
     weight_names = [name for node in nodes for name in node.input if context.is_weight(name)]
     weights = sum(context.charge_weights(node) for node in nodes)
     merged = len(nodes) > 1
@@ -621,6 +618,7 @@ class CanonicalReading:
     flow: DataFlow
     groups: list[tuple[int, ...]]
     roots: dict[str, str]
+    _profile: Optional[LiveProfile] = field(default=None, init=False, repr=False)
 
     @classmethod
     def of(cls, index: GraphIndex, tensors: TensorTable, *, strict: bool, routing_classes: frozenset[str],
@@ -630,12 +628,12 @@ class CanonicalReading:
         context = NodeContext(shapes=tensors.shapes, constants=constants, bits=TensorBits(index, tensors.types),
                               routing_classes=routing_classes)
         parsers, unknown = _choose_parsers(index, constants, strict)
-        hosts = {host: _FOLD_HOSTS[parsers[host]] for host, node in enumerate(index.nodes)
-                 if parsers[host] in _FOLD_HOSTS and context.is_weight(_weight_operand(node))}
+        hosts = {host: FOLD_HOSTS[parsers[host]] for host, node in enumerate(index.nodes)
+                 if parsers[host] in FOLD_HOSTS and context.is_weight(weight_operand(node))}
         folds = affine_folds(index, constants, tensors.shapes, hosts, skip=constants.folded_nodes)
         absorbed = {member for fold in folds.values() for member in fold.absorbed}
         free = {member for member, parser in enumerate(parsers) if parser is parse_no_cost} | absorbed
-        fusable = [member for member, parser in enumerate(parsers) if parser in _FUSABLE and member not in free]
+        fusable = [member for member, parser in enumerate(parsers) if parser in FUSABLE and member not in free]
         flow = DataFlow(index, free)
         groups = elementwise_groups(flow, fusable) if fuse_elementwise else [(member,) for member in fusable]
         views = {member: node.input[0] for member, node in enumerate(index.nodes)
@@ -680,12 +678,76 @@ class CanonicalReading:
         return layers
 
 
+    def workload(self) -> Workload:
+        """The layers, peak of live activations and stored weights of the graph.
+
+        Builds the layers (:meth:`layers`), which charges each trained tensor to the first layer that
+        reads it: call it once per reading.
+        """
+        layers = self.layers()
+        index, context = self.index, self.context
+        try:
+            peak_elements, peak_bits = self.peak_activations()
+        except _SCHEMA_ERRORS as error:
+            raise _malformed("graph", error) from error
+        params = sum(layer.weights for layer in layers) + _uncharged_weights(index, context.constants,
+                                                                              self.absorbed(), context.counted)
+        if self.unknown:
+            _logger.warning("costed as element-wise work (no parser): %s", format_unknown_ops(self.unknown))
+        return Workload(layers=tuple(layers), peak_activation_elements=peak_elements, peak_activation_bits=peak_bits,
+                        params=params, source="onnx", unknown_ops=dict(sorted(self.unknown.items())))
+
+    def peak_activations(self, kept_alive: Iterable[str] = ()) -> tuple[int, int]:
+        """Peak of live activations in elements and in bits (:func:`~hw_estimators.onnx_memory.peak_live_activations`).
+
+        Parameters
+        ----------
+        kept_alive
+            Graph inputs that live to the end of the graph (a tensor that a later piece of a larger
+            network reads again).
+        """
+        if self._profile is None:
+            context = self.context
+            self._profile = live_profile(self.index, context.sizes, roots=self.roots,
+                                         constants=context.constants.constants, bits=context.bits)
+        return self._profile.peak(tuple(kept_alive))
+
+
 #: What a node that breaks its operator's schema (missing attribute, wrong attribute type, ...) raises.
 _SCHEMA_ERRORS = (KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError, OverflowError)
 
 
 def _malformed(where: str, error: BaseException) -> ValueError:
     return ValueError(f"model: malformed ONNX {where}: {type(error).__name__}: {' '.join(str(error).split())}")
+
+
+def read_canonical(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bool = False,
+                   routing_classes: Iterable[str] = ROUTING_CAPSULE_CLASSES, fuse_elementwise: bool = True,
+                   tensors: Optional[TensorTable] = None) -> CanonicalReading:
+    """How every node of an ONNX model is read (see the module docstring), before any layer is built.
+
+    Parameters
+    ----------
+    model, strict, routing_classes, fuse_elementwise
+        As for :func:`onnx_workload`.
+    tensors
+        Static shapes and element types of every tensor of ``model``, when the caller knows them
+        (a graph built with its shapes, e.g. by a tracer): shape resolution is then skipped.
+
+    Raises
+    ------
+    ValueError
+        As for :func:`onnx_workload`.
+    """
+    model = _load(model)
+    if tensors is None:
+        model, tensors = resolve_shapes(model)
+    index = GraphIndex.build(model.graph)
+    try:
+        return CanonicalReading.of(index, tensors, strict=strict, routing_classes=frozenset(routing_classes),
+                                   fuse_elementwise=fuse_elementwise)
+    except _SCHEMA_ERRORS as error:
+        raise _malformed("graph", error) from error
 
 
 def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bool = False,
@@ -714,26 +776,8 @@ def onnx_workload(model: Union[onnx.ModelProto, str, os.PathLike], *, strict: bo
         With ``strict=True``, naming the operator type and node; when shape inference fails; or when
         a contraction's shapes are unknown or inconsistent.
     """
-    model, tensors = resolve_shapes(_load(model))
-    index = GraphIndex.build(model.graph)
-    try:
-        reading = CanonicalReading.of(index, tensors, strict=strict, routing_classes=frozenset(routing_classes),
-                                      fuse_elementwise=fuse_elementwise)
-    except _SCHEMA_ERRORS as error:
-        raise _malformed("graph", error) from error
-    layers = reading.layers()
-    context = reading.context
-    try:
-        peak_elements, peak_bits = peak_live_activations(index, context.sizes, roots=reading.roots,
-                                                         constants=context.constants.constants, bits=context.bits)
-    except _SCHEMA_ERRORS as error:
-        raise _malformed("graph", error) from error
-    params = sum(layer.weights for layer in layers) + _uncharged_weights(index, context.constants, reading.absorbed(),
-                                                                          context.counted)
-    if reading.unknown:
-        _logger.warning("costed as element-wise work (no parser): %s", format_unknown_ops(reading.unknown))
-    return Workload(layers=tuple(layers), peak_activation_elements=peak_elements, peak_activation_bits=peak_bits,
-                    params=params, source="onnx", unknown_ops=dict(sorted(reading.unknown.items())))
+    return read_canonical(model, strict=strict, routing_classes=routing_classes,
+                          fuse_elementwise=fuse_elementwise).workload()
 
 
 def _chained_input(node: onnx.NodeProto, constants: ConstantAnalysis) -> str:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import nni
 import torch
 from nni.nas.nn.pytorch import ModelSpace, MutableConv2d
+from torch import nn
 
+from nni_capsnas.blocks import Block
 from nni_capsnas.modules import (
     ClassCaps, FlattenCaps, PrimaryCaps, ReconstructionDecoder, capsule_oneshot_hooks, check_positive,
 )
 from ._geometry import check_input_shape
+
+
+def activated_stem(in_channels: int, out_channels: int) -> nn.Sequential:
+    """The stem convolution as the network runs it: 3x3 ("same" padding), then ReLU."""
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU())
 
 
 class CapsNetSpace(ModelSpace):
@@ -48,9 +55,9 @@ class CapsNetSpace(ModelSpace):
         super().__init__()
         channels, height, width = check_input_shape(tuple(input_shape))
         self.input_shape = (channels, height, width)
-        check_positive("num_classes", num_classes)
-        check_positive("class_dim", class_dim)
-        check_positive("primary_stride", primary_stride)
+        self.num_classes = check_positive("num_classes", num_classes)
+        self.class_dim = check_positive("class_dim", class_dim)
+        self.primary_stride = check_positive("primary_stride", primary_stride)
         for name, values in [("stem_channels", stem_channels), ("primary_caps", primary_caps),
                              ("primary_dim", primary_dim), ("primary_kernel", primary_kernel),
                              ("iterations", iterations)]:
@@ -68,7 +75,7 @@ class CapsNetSpace(ModelSpace):
         self.stem = MutableConv2d(channels, stem, 3, padding=1)
         self.primary = PrimaryCaps(in_channels=stem, out_caps=caps, caps_dim=dim, kernel_size=kernel,
                                    stride=primary_stride, padding=kernel // 2)
-        grid = ((height - 1) // primary_stride + 1) * ((width - 1) // primary_stride + 1)
+        grid = self._grid()
         self.flatten = FlattenCaps()
         self.class_caps = ClassCaps(in_caps=caps * grid, in_dim=dim, out_caps=num_classes,
                                     out_dim=class_dim, iterations=nni.choice("iterations", list(iterations)))
@@ -79,6 +86,31 @@ class CapsNetSpace(ModelSpace):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.stem(x))
         return self.class_caps(self.flatten(self.primary(x)))
+
+    def _grid(self) -> int:
+        """Positions of the primary capsule grid ("same" padding: independent of the kernel)."""
+        _, height, width = self.input_shape
+        return ((height - 1) // self.primary_stride + 1) * ((width - 1) // self.primary_stride + 1)
+
+    def cost_blocks(self, sample: Mapping[str, Any]) -> tuple[Block, ...]:
+        """The network ``sample`` builds, as blocks for the pre-training estimate (:mod:`nni_capsnas.blocks`):
+        the stem with its ReLU (``forward``'s ``torch.relu(self.stem(x))``), the primary capsules, the
+        flattening and the class capsules, with the sampled sizes.
+
+        Raises
+        ------
+        nni.mutable.SampleValidationError
+            If ``sample`` misses a label or has a value outside its candidates.
+        """
+        self.validate(dict(sample))
+        stem, caps, dim, kernel = (sample[label] for label in ("stem_channels", "primary_caps", "primary_dim",
+                                                                "primary_kernel"))
+        return (Block.of(activated_stem, in_channels=self.input_shape[0], out_channels=stem),
+                Block.of(PrimaryCaps, in_channels=stem, out_caps=caps, caps_dim=dim, kernel_size=kernel,
+                         stride=self.primary_stride, padding=kernel // 2),
+                Block.of(FlattenCaps),
+                Block.of(ClassCaps, in_caps=caps * self._grid(), in_dim=dim, out_caps=self.num_classes,
+                         out_dim=self.class_dim, iterations=sample["iterations"]))
 
     @classmethod
     def extra_oneshot_hooks(cls, strategy: Any) -> list[Callable]:

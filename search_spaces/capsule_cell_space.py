@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import nni
 import torch
 from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 from torch import nn
 
+from nni_capsnas.blocks import Block
 from nni_capsnas.modules import (
     ClassCaps, ConvCaps2d, ConvCaps3d, FlattenCaps, PrimaryCaps, ReconstructionDecoder, capsule_oneshot_hooks,
     check_positive,
@@ -52,6 +53,24 @@ CAPSULE_OPS: dict[str, Callable[[Any, Any], nn.Module]] = {
                                                 iterations=2),
     "skip": lambda caps, dim: nn.Identity(),
 }
+
+
+def stem_block(in_channels: int, channels: int, stride: int) -> nn.Sequential:
+    """The fixed 3x3 stem: convolution (no bias), batch norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(channels), nn.ReLU())
+
+
+def stem_and_feature(in_channels: int, channels: int, stride: int, feature_op: str) -> nn.Sequential:
+    """The stem and a feature operation, one block: a pooling reads the stem's ReLU, and the two element-wise
+    layers merge (see :mod:`hw_estimators.onnx_fusion`)."""
+    return nn.Sequential(stem_block(in_channels, channels, stride), FEATURE_OPS[feature_op](channels))
+
+
+def capsule_and_flatten(capsule_op: str, caps: int, dim: int) -> nn.Sequential:
+    """A capsule operation and the flattening after it, one block: ``ConvCaps3d`` ends with a permutation that
+    the exporter merges with the flattening's."""
+    return nn.Sequential(CAPSULE_OPS[capsule_op](caps, dim), FlattenCaps())
 
 
 def _check_names(name: str, chosen: Sequence[str], registry: dict) -> list[str]:
@@ -116,13 +135,13 @@ class CapsuleCellSpace(ModelSpace):
         capsule_names = _check_names("capsule_ops", capsule_ops, CAPSULE_OPS)
         self.input_shape = (channels, height, width)
         self.num_classes = num_classes
-        size = (conv_output_size(height, 3, stem_stride, 1), conv_output_size(width, 3, stem_stride, 1))
-        grid = (conv_output_size(size[0], 3, primary_stride, 1), conv_output_size(size[1], 3, primary_stride, 1))
+        self.stem_channels, self.stem_stride, self.primary_stride = stem_channels, stem_stride, primary_stride
+        self.class_dim = class_dim
+        grid = self._grid()
 
         caps = nni.choice("primary_caps", list(primary_caps))
         dim = nni.choice("primary_dim", list(primary_dim))
-        self.stem = nn.Sequential(nn.Conv2d(channels, stem_channels, 3, stride=stem_stride, padding=1, bias=False),
-                                  nn.BatchNorm2d(stem_channels), nn.ReLU())
+        self.stem = stem_block(channels, stem_channels, stem_stride)
         self.feature = LayerChoice({name: FEATURE_OPS[name](stem_channels) for name in feature_names},
                                    label="feature_op")
         self.primary = PrimaryCaps(in_channels=stem_channels, out_caps=caps, caps_dim=dim, kernel_size=3,
@@ -140,6 +159,33 @@ class CapsuleCellSpace(ModelSpace):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.feature(self.stem(x))
         return self.class_caps(self.flatten(self.capsule(self.primary(x))))
+
+    def _grid(self) -> tuple[int, int]:
+        """Height and width of the primary capsule grid."""
+        _, height, width = self.input_shape
+        size = [conv_output_size(length, 3, self.stem_stride, 1) for length in (height, width)]
+        return conv_output_size(size[0], 3, self.primary_stride, 1), conv_output_size(size[1], 3, self.primary_stride, 1)
+
+    def cost_blocks(self, sample: Mapping[str, Any]) -> tuple[Block, ...]:
+        """The network ``sample`` builds, as blocks for the pre-training estimate (:mod:`nni_capsnas.blocks`): the
+        stem with the feature operation, the primary capsules, the capsule operation with the flattening, and
+        the class capsules (the modules ``__init__`` builds, in ``forward``'s order).
+
+        Raises
+        ------
+        nni.mutable.SampleValidationError
+            If ``sample`` misses a label or has a value outside its candidates.
+        """
+        self.validate(dict(sample))
+        caps, dim = sample["primary_caps"], sample["primary_dim"]
+        height, width = self._grid()
+        return (Block.of(stem_and_feature, in_channels=self.input_shape[0], channels=self.stem_channels,
+                         stride=self.stem_stride, feature_op=sample["feature_op"]),
+                Block.of(PrimaryCaps, in_channels=self.stem_channels, out_caps=caps, caps_dim=dim, kernel_size=3,
+                         stride=self.primary_stride, padding=1),
+                Block.of(capsule_and_flatten, capsule_op=sample["capsule_op"], caps=caps, dim=dim),
+                Block.of(ClassCaps, in_caps=caps * height * width, in_dim=dim, out_caps=self.num_classes,
+                         out_dim=self.class_dim, iterations=sample["routing_iterations"]))
 
     @classmethod
     def extra_oneshot_hooks(cls, strategy: Any) -> list[Callable]:

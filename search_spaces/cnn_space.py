@@ -19,6 +19,7 @@ from nni.nas.nn.pytorch import ModelSpace
 from nni.nas.space import model_context
 from torch import nn
 
+from nni_capsnas.blocks import Block
 from nni_capsnas.modules import check_positive
 from ._geometry import check_shape, fit_kernel, fit_stride, same_size
 from .nascaps_space import MAX_STACK, check_candidates, check_names, register_labels
@@ -213,6 +214,17 @@ class CNNSpace(ModelSpace):
         """The architecture ``sample`` builds, without building it (for de-duplication)."""
         self.validate(dict(sample))
         return make_cnn_plan(self.options, sample, self.input_shape)
+
+    def cost_blocks(self, sample: Mapping[str, Any]) -> tuple[Block, ...]:
+        """The network ``sample`` builds, as blocks for the pre-training estimate (:mod:`nni_capsnas.blocks`):
+        each conv block, then the head (the modules ``__init__`` builds, in ``forward``'s order)."""
+        plan = self.plan_for(sample)
+        blocks, in_channels = [], self.input_shape[0]
+        for spec in plan.blocks:
+            blocks.append(Block.of(cnn_block, in_channels=in_channels, spec=spec))
+            in_channels = spec.channels
+        blocks.append(Block.of(mlp_head, features=plan.features, hidden=plan.fc_widths, num_classes=self.num_classes))
+        return tuple(blocks)
 
     def freeze(self, sample: Mapping[str, Any]) -> "CNNSpace":
         """Build the network of ``sample`` (a value for every label of :meth:`simplify`)."""

@@ -24,8 +24,9 @@ from nni.nas.nn.pytorch import ModelSpace
 from nni.nas.space import model_context
 from torch import nn
 
+from nni_capsnas.blocks import Block
 from nni_capsnas.modules import (
-    CapsCell, ClassCaps, ConvCaps2d, FlattenCaps, PrimaryCaps, ReconstructionDecoder, check_positive,
+    CapsCell, ClassCaps, ConvCaps2d, ConvCaps3d, FlattenCaps, PrimaryCaps, ReconstructionDecoder, check_positive,
 )
 from ._geometry import check_shape, fit_kernel, fit_stride, is_integer, same_size
 
@@ -307,6 +308,13 @@ def _deepcaps_plan(opts: NASCapsOptions, values: Mapping[str, Any], height: int,
 # Modules
 # --------------------------------------------------------------------------------------
 
+def input_resize(factor: int) -> nn.Module:
+    """NASCaps' input resize: bilinear upsampling by ``factor`` (identity for 1)."""
+    if factor > 1:
+        return nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
+    return nn.Identity()
+
+
 def conv_block(in_channels: int, spec: ConvSpec) -> nn.Sequential:
     """Convolution ("same" padding, no bias) + batch norm + ReLU."""
     return nn.Sequential(
@@ -314,19 +322,86 @@ def conv_block(in_channels: int, spec: ConvSpec) -> nn.Sequential:
         nn.BatchNorm2d(spec.channels), nn.ReLU(inplace=True))
 
 
+def primary_caps(in_channels: int, spec: CapsSpec) -> PrimaryCaps:
+    """The primary capsules of the CapsNet family ("same" padding)."""
+    return PrimaryCaps(in_channels=in_channels, out_caps=spec.caps, caps_dim=spec.dim, kernel_size=spec.kernel,
+                       stride=spec.stride, padding=spec.kernel // 2)
+
+
+def conv_caps(previous: CapsSpec, spec: CapsSpec) -> ConvCaps2d:
+    """A convolutional capsule layer of the CapsNet family, reading the capsules of ``previous``."""
+    return ConvCaps2d(in_caps=previous.caps, in_dim=previous.dim, out_caps=spec.caps, out_dim=spec.dim,
+                      kernel_size=spec.kernel, stride=spec.stride)
+
+
+def caps_cell(in_caps: int, in_dim: int, spec: CellSpec, iterations: int) -> CapsCell:
+    """A DeepCaps cell reading ``in_caps`` capsule types of length ``in_dim``."""
+    return CapsCell(in_caps=in_caps, in_dim=in_dim, out_caps=spec.caps, out_dim=spec.dim, kernel_size=spec.kernel,
+                    stride=spec.stride, routing_skip=spec.routing, iterations=iterations)
+
+
+class CellMerge(nn.Module):
+    """The end of a DeepCaps cell, as its own block: ``l3(y2) + skip(x1)`` (:class:`CapsCell`'s ``forward``, with
+    ``l3`` and ``skip`` built as :class:`CapsCell` builds them), from its second layer's output ``y2`` and its first
+    layer's output ``x1``.
+
+    Reading a cell as three blocks (first layer, second layer, this) lets cells that differ only in their
+    input share two of them.
+    """
+
+    def __init__(self, *, caps: int, dim: int, kernel: int, routing: bool, iterations: int) -> None:
+        super().__init__()
+        self.l3 = ConvCaps2d(in_caps=caps, in_dim=dim, out_caps=caps, out_dim=dim, kernel_size=kernel)
+        self.skip = (ConvCaps3d(in_caps=caps, in_dim=dim, out_caps=caps, out_dim=dim, kernel_size=kernel,
+                                iterations=iterations) if routing
+                     else ConvCaps2d(in_caps=caps, in_dim=dim, out_caps=caps, out_dim=dim, kernel_size=kernel))
+
+    def forward(self, y2: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        return self.l3(y2) + self.skip(x1)
+
+
+def cell_blocks(first: int, in_caps: int, in_dim: int, spec: CellSpec, iterations: int) -> list[Block]:
+    """The blocks of :func:`caps_cell`, the first at position ``first``: its first layer (the only one that
+    depends on the cell's input), its second layer, and :class:`CellMerge` (``forward``'s order)."""
+    same = dict(out_caps=spec.caps, out_dim=spec.dim, kernel_size=spec.kernel)
+    return [Block.of(ConvCaps2d, in_caps=in_caps, in_dim=in_dim, stride=spec.stride, **same),
+            Block.of(ConvCaps2d, in_caps=spec.caps, in_dim=spec.dim, **same),
+            Block.of(CellMerge, inputs=(first + 1, first), caps=spec.caps, dim=spec.dim, kernel=spec.kernel,
+                     routing=spec.routing, iterations=iterations)]
+
+
+def class_capsules(in_caps: int, in_dim: int, num_classes: int, class_dim: int, iterations: int) -> ClassCaps:
+    """The class capsules with dynamic routing."""
+    return ClassCaps(in_caps=in_caps, in_dim=in_dim, out_caps=num_classes, out_dim=class_dim, iterations=iterations)
+
+
+class FeatureCapsules(nn.Module):
+    """Feature maps ``(batch, channels, H, W)`` seen as one-dimensional capsules ``(batch, channels, 1, H, W)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unsqueeze(2)
+
+
+class CapsuleGather(nn.Module):
+    """The capsules the class capsules read: the last cell's, then those of the skipped-to cells, flattened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten = FlattenCaps()
+
+    def forward(self, last: torch.Tensor, *skipped: torch.Tensor) -> torch.Tensor:
+        if not skipped:
+            return self.flatten(last)
+        return torch.cat([self.flatten(last), *(self.flatten(grid) for grid in skipped)], dim=1)
+
+
 class CapsNetBody(nn.Module):
     """Primary capsules then :class:`ConvCaps2d` layers; returns flattened capsules."""
 
     def __init__(self, in_channels: int, layers: Sequence[CapsSpec]) -> None:
         super().__init__()
-        first, rest = layers[0], layers[1:]
-        self.primary = PrimaryCaps(in_channels=in_channels, out_caps=first.caps, caps_dim=first.dim,
-                                   kernel_size=first.kernel, stride=first.stride, padding=first.kernel // 2)
-        inner = []
-        for previous, spec in zip(layers[:-1], rest):
-            inner.append(ConvCaps2d(in_caps=previous.caps, in_dim=previous.dim, out_caps=spec.caps,
-                                    out_dim=spec.dim, kernel_size=spec.kernel, stride=spec.stride))
-        self.layers = nn.Sequential(*inner)
+        self.primary = primary_caps(in_channels, layers[0])
+        self.layers = nn.Sequential(*(conv_caps(previous, spec) for previous, spec in zip(layers[:-1], layers[1:])))
         self.flatten = FlattenCaps()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -342,26 +417,57 @@ class DeepCapsBody(nn.Module):
 
     def __init__(self, in_channels: int, cells: Sequence[CellSpec], skip: int, iterations: int) -> None:
         super().__init__()
+        self.as_capsules = FeatureCapsules()
         blocks = []
         in_caps, in_dim = in_channels, 1
         for spec in cells:
-            blocks.append(CapsCell(in_caps=in_caps, in_dim=in_dim, out_caps=spec.caps, out_dim=spec.dim,
-                                   kernel_size=spec.kernel, stride=spec.stride, routing_skip=spec.routing,
-                                   iterations=iterations))
+            blocks.append(caps_cell(in_caps, in_dim, spec, iterations))
             in_caps, in_dim = spec.caps, spec.dim
         self.cells = nn.ModuleList(blocks)
         self.skip = skip
-        self.flatten = FlattenCaps()
+        self.gather = CapsuleGather()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(2)
+        x = self.as_capsules(x)
         outputs = []
         for cell in self.cells:
             x = cell(x)
             outputs.append(x)
-        if not self.skip:
-            return self.flatten(x)
-        return torch.cat([self.flatten(x), self.flatten(outputs[-1 - self.skip])], dim=1)
+        return self.gather(x, *([outputs[-1 - self.skip]] if self.skip else []))
+
+
+def plan_blocks(plan: NASCapsPlan, in_channels: int, num_classes: int, class_dim: int) -> tuple[Block, ...]:
+    """The network :class:`NASCapsSpace` builds for ``plan``, as blocks for the pre-training estimate.
+
+    The same modules as :meth:`NASCapsSpace._build` builds, in the order ``forward`` runs them (see
+    :mod:`nni_capsnas.blocks`): the resize, each convolution block, then the primary capsules, each
+    capsule layer and the flattening (CapsNet family) or the view as capsules, each cell (as the three
+    blocks of :func:`cell_blocks`) and the gathering of the class capsules' inputs (DeepCaps family), then
+    the class capsules.
+    """
+    blocks = [Block.of(input_resize, factor=plan.input_resize)] if plan.input_resize > 1 else []
+    channels = in_channels
+    for spec in plan.convs:
+        blocks.append(Block.of(conv_block, in_channels=channels, spec=spec))
+        channels = spec.channels
+    if plan.family == "capsnet":
+        blocks.append(Block.of(primary_caps, in_channels=channels, spec=plan.caps[0]))
+        blocks += [Block.of(conv_caps, previous=previous, spec=spec)
+                   for previous, spec in zip(plan.caps[:-1], plan.caps[1:])]
+        blocks.append(Block.of(FlattenCaps))
+    else:
+        blocks.append(Block.of(FeatureCapsules))
+        ends = []
+        in_caps, in_dim = channels, 1
+        for spec in plan.cells:
+            blocks += cell_blocks(len(blocks), in_caps, in_dim, spec, plan.iterations)
+            ends.append(len(blocks) - 1)
+            in_caps, in_dim = spec.caps, spec.dim
+        skipped = (ends[-1 - plan.skip],) if plan.skip else ()
+        blocks.append(Block.of(CapsuleGather, inputs=(ends[-1], *skipped)))
+    blocks.append(Block.of(class_capsules, in_caps=plan.class_in_caps, in_dim=plan.class_in_dim,
+                           num_classes=num_classes, class_dim=class_dim, iterations=plan.iterations))
+    return tuple(blocks)
 
 
 class NASCapsSpace(ModelSpace):
@@ -457,7 +563,7 @@ class NASCapsSpace(ModelSpace):
         super().__init__()
         self.input_shape = check_shape(input_shape)
         self.num_classes = check_positive("num_classes", num_classes)
-        check_positive("class_dim", class_dim)
+        self.class_dim = check_positive("class_dim", class_dim)
         hidden = tuple(check_candidates("decoder_hidden", decoder_hidden)) if decoder else ()
         self.options = make_options(families, dict(
             input_resizes=input_resizes, conv_depths=conv_depths, conv_kernels=conv_kernels,
@@ -474,8 +580,7 @@ class NASCapsSpace(ModelSpace):
                         if decoder else None)
 
     def _build(self, plan: NASCapsPlan, class_dim: int) -> None:
-        self.resize = (nn.Upsample(scale_factor=plan.input_resize, mode="bilinear", align_corners=False)
-                       if plan.input_resize > 1 else nn.Identity())
+        self.resize = input_resize(plan.input_resize)
         blocks, channels = [], self.input_shape[0]
         for spec in plan.convs:
             blocks.append(conv_block(channels, spec))
@@ -485,8 +590,8 @@ class NASCapsSpace(ModelSpace):
             self.body: nn.Module = CapsNetBody(channels, plan.caps)
         else:
             self.body = DeepCapsBody(channels, plan.cells, plan.skip, plan.iterations)
-        self.class_caps = ClassCaps(in_caps=plan.class_in_caps, in_dim=plan.class_in_dim,
-                                    out_caps=self.num_classes, out_dim=class_dim, iterations=plan.iterations)
+        self.class_caps = class_capsules(plan.class_in_caps, plan.class_in_dim, self.num_classes, class_dim,
+                                         plan.iterations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.class_caps(self.body(self.convs(self.resize(x))))
@@ -501,6 +606,16 @@ class NASCapsSpace(ModelSpace):
         """
         self.validate(dict(sample))
         return make_plan(self.options, sample, self.input_shape)
+
+    def cost_blocks(self, sample: Mapping[str, Any]) -> tuple[Block, ...]:
+        """The network ``sample`` builds, as blocks for the pre-training estimate (:func:`plan_blocks`).
+
+        Raises
+        ------
+        nni.mutable.SampleValidationError
+            If ``sample`` misses a label or has a value outside its candidates.
+        """
+        return plan_blocks(self.plan_for(sample), self.input_shape[0], self.num_classes, self.class_dim)
 
     def freeze(self, sample: Mapping[str, Any]) -> "NASCapsSpace":
         """Build the network of ``sample`` (a value for every label of :meth:`simplify`)."""
