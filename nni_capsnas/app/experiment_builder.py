@@ -84,17 +84,13 @@ def _build_strategy(config: SearchConfig, space: Any) -> Any:
         # The one-shot phase (nni_capsnas.app.oneshot_search) sets the derived architecture.
         return FixedSamples()
     if section.name == "nsga2":
-        options = dict(section.options)
-        estimator = None
-        if section.constraints:
-            estimator = SampleCostEstimator(space, accelerator=config.hardware.accelerator)
-            # this estimate exports each candidate to ONNX (seconds each): too slow to screen a
-            # surrogate's pool of thousands, so such searches run the plain NSGA-II unless told otherwise
-            options.setdefault("surrogate", "none")
+        # the pre-training estimate (milliseconds): constraints are checked before training and the
+        # surrogate-assisted generations take the hardware objectives from it, exact
+        estimator = SampleCostEstimator(space, accelerator=config.hardware.accelerator)
         return NSGA2(population_size=section.population_size, offspring_size=section.offspring_size,
                      objectives=section.objectives, constraints=section.constraints,
                      hardware_estimator=estimator, max_stalled_generations=section.max_stalled_generations,
-                     seed=section.seed, **options)
+                     seed=section.seed, **section.options)
     if section.name == "random":
         return nni_strategy.Random(seed=section.seed, **section.options)
     if section.name == "regularized-evolution":
