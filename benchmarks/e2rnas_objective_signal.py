@@ -15,7 +15,8 @@ adversary's cross-entropy follows the strategy's mapping) and search seed, and p
 - the exported feature operation, its probability and its lead over the runner-up.
 
 Run: ``.venv/bin/python benchmarks/e2rnas_objective_signal.py [--config FILE]
-[--capsule-logits length log_odds] [--seeds 0 1 2] [--epochs N] [--output result.json]``
+[--capsule-logits length log_odds] [--seeds 0 1 2] [--epochs N] [--strategy-option KEY=VALUE]
+[--output result.json]``
 (about 30 s per run on two cores with the digits example).
 """
 
@@ -59,9 +60,7 @@ def perfect_prediction_loss(capsule_logits: str, classes: int = 10) -> float:
 
 def configured(config: SearchConfig, capsule_logits: str, seed: int, args: argparse.Namespace) -> SearchConfig:
     """``config`` with the mapping, the seed of the search (weights, attack) and ``--epochs``."""
-    options = {**config.strategy.options, "capsule_logits": capsule_logits}
-    if args.arc_learning_rate is not None:
-        options["arc_learning_rate"] = args.arc_learning_rate
+    options = {**config.strategy.options, **dict(args.strategy_option), "capsule_logits": capsule_logits}
     if args.search_attack == "none":
         options["adversary"] = False
     training = dataclasses.replace(config.training, seed=seed,
@@ -124,6 +123,16 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _option(text: str) -> tuple[str, Any]:
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The script's command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--capsule-logits", nargs="+", choices=tuple(CAPSULE_LOGITS), default=list(CAPSULE_LOGITS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="search seeds (weights and attack)")
     parser.add_argument("--epochs", type=int, default=None, help="search epochs (default: the configuration's)")
-    parser.add_argument("--arc-learning-rate", type=float, default=None, help="default: the configuration's")
+    parser.add_argument("--strategy-option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="override strategy.options.KEY (VALUE read as JSON, e.g. arc_learning_rate=0.1)")
     parser.add_argument("--search-attack", choices=("config", "none"), default="config",
                         help="none: drop the adversarial objective (an ablation)")
     parser.add_argument("--threads", type=int, default=2)

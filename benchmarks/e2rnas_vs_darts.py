@@ -33,7 +33,9 @@ printed, with its lead over the runner-up, and, for E2RNAS, the mean cosine betw
 and the adversarial objective's architecture gradients per label over the last search epoch.
 ``--retrain-adversarial EPS`` retrains both architectures with FGSM-RS adversarial training
 (``trials.training.TrainConfig.adversarial``) instead of clean training.
-``--search-attack none`` drops E2RNAS' adversarial objective (an ablation).
+``--search-attack none`` drops E2RNAS' adversarial objective (an ablation); ``--ablation`` runs that
+ablation in the same run (an extra E2RNAS search, retrained only if its export differs) and says
+whether the adversarial objective changed the export or the PGD accuracy beyond the standard error.
 ``--search-attack pgd [--search-steps 3]`` replaces the FGSM of E2RNAS' adversarial objective by
 PGD with random start. ``--weight-adversarial`` (default 0) mixes adversarial loss into E2RNAS'
 weight step only: E2RNAS' supernet then sees adversarial images and DARTS' does not (the
@@ -359,6 +361,7 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
              + (f"; E2RNAS' adversarial objective: PGD-{args.search_steps} at {args.search_epsilon}"
                 if args.search_attack == "pgd" else "")
              + ("; E2RNAS without its adversarial objective (ablation)" if args.search_attack == "none" else "")
+             + ("; no-adv: E2RNAS searched without its adversarial objective (--ablation)" if args.ablation else "")
              + (f"; E2RNAS' weight step mixes in {args.weight_adversarial} adversarial loss (its supernet sees "
                 f"adversarial images, DARTS' does not; retraining is identical for both)"
                 if args.weight_adversarial > 0 else "")
@@ -420,6 +423,39 @@ def _verdict(darts: Result, e2rnas: Result, timing: dict[str, list[float]]) -> l
     ]
 
 
+def _ablation(full: Result, data: DatasetSplits, args: argparse.Namespace, params_target: float) -> Result:
+    """E2RNAS searched again without its adversarial objective; retrained unless it exports ``full``'s architecture.
+
+    The same architecture retrained with the same seeds is the same experiment, so an unchanged export
+    reuses ``full``'s retrainings.
+    """
+    ablation_args = argparse.Namespace(**{**vars(args), "search_attack": "none"})
+    ablated = _search("e2rnas", data, ablation_args, params_target)
+    ablated.strategy = "no-adv"
+    if ablated.architecture == full.architecture:
+        _logger.info("without the adversarial objective E2RNAS exports the same architecture; its retrainings reused")
+        for name in ("retrain_seeds", "clean_runs", "fgsm_runs", "pgd_runs", "clean_accuracy", "fgsm_accuracy",
+                     "pgd_accuracy", "params", "energy_mj"):
+            setattr(ablated, name, getattr(full, name))
+    else:
+        _retrain_and_evaluate(ablated, data, ablation_args)
+    return ablated
+
+
+def _ablation_verdict(full: Result, ablated: Result) -> str:
+    """Whether the adversarial objective changed the export or the PGD accuracy (beyond the standard error)."""
+    difference = 100 * (full.pgd_accuracy - ablated.pgd_accuracy)
+    error = standard_error_of_difference(full.pgd_runs, ablated.pgd_runs)
+    same = full.architecture == ablated.architecture
+    beyond = not same and abs(difference) > error
+    export = "the same export" if same else f"a different export ({ablated.architecture})"
+    return (f"adversarial objective (ablation: E2RNAS without it, --search-attack none): {export}; PGD with - "
+            f"without {difference:+.2f} ± {error:.2f} points: "
+            f"{'CHANGES the outcome' if not same else 'does NOT change the outcome'}"
+            + (f" (export{' and PGD beyond the standard error' if beyond else ' only; PGD within the standard error'})"
+               if not same else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The benchmark's command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -478,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timing-images", type=int, default=640, help="images per timed epoch")
     parser.add_argument("--strategies", nargs="+", choices=("darts", "e2rnas"), default=["darts", "e2rnas"],
                         help="run only these (the verdict and the epoch-time ratio need both)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also search E2RNAS without its adversarial objective, retrain its export (reusing "
+                             "E2RNAS' retrainings if the export is the same) and say whether the objective changed "
+                             "the outcome")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     return parser
 
@@ -487,6 +527,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.retrain_seeds < 1:
         parser.error(f"--retrain-seeds must be at least 1, got {args.retrain_seeds}")
+    if args.ablation and (args.strategies[-1] != "e2rnas" or args.search_attack == "none"):
+        parser.error("--ablation compares E2RNAS with and without its adversarial objective: it needs e2rnas among "
+                     "--strategies and a --search-attack other than none")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     for ours in ("e2rnas_vs_darts", "nni_capsnas.strategy.e2rnas"):
         logging.getLogger(ours).setLevel(logging.INFO)
@@ -503,7 +546,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = _search(name, data, args, target)
         _retrain_and_evaluate(result, data, args)
         results.append(result)
-    timing = _interleaved_epoch_seconds(data, args, target) if len(results) == 2 else {}
+    compared = results[:2]
+    if args.ablation:
+        results.append(_ablation(results[-1], data, args, target))
+    timing = _interleaved_epoch_seconds(data, args, target) if len(compared) == 2 else {}
     print_now(_table(results, args, timing))
     for result in results:
         print_now(f"{result.strategy} architecture: {result.architecture}")
@@ -513,9 +559,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         if result.gradient_cosines:
             print_now("E2RNAS clean/adversarial architecture-gradient cosine, mean over the last epoch: "
                       + ", ".join(f"{label} {value:.3f}" for label, value in result.gradient_cosines.items()))
-    if len(results) == 2:
-        for line in _verdict(*results, timing):
+    if len(compared) == 2:
+        for line in _verdict(*compared, timing):
             print_now(line)
+    if args.ablation:
+        print_now(_ablation_verdict(results[-2], results[-1]))
     if args.output:
         Path(args.output).write_text(json.dumps({"args": vars(args), "params_target": target, "timing": timing,
                                                  "results": [asdict(r) for r in results]}, indent=2, default=str))

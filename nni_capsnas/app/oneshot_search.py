@@ -86,7 +86,7 @@ def build_e2rnas(config: SearchConfig) -> Any:
             raise ConfigError(f"strategy.options.adversary: {' '.join(str(error).split())}") from error
         adversary = attack.adversary()
     # The margin loss is flat for confident capsule outputs, so FGSM along its gradient barely
-    # perturbs them (see nni_capsnas.strategy.e2rnas): cross-entropy on class scores by default.
+    # perturbs them (see nni_capsnas.strategy.e2rnas): cross-entropy on the class logits by default.
     options.setdefault("upper_loss", "cross_entropy")
     resources = options.pop("resources", None)
     if resources is None:
