@@ -104,13 +104,14 @@ def run_one_shot_phase(config: SearchConfig, folder: Path) -> list[dict[str, Any
     ``folder`` (created) receives the phase's files and NNI's one-shot experiment log.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.training.seed)  # the supernet's initial weights, then its training
     space = build_space(config)
     strategy = build_e2rnas(config)
     training = config.training
     evaluator = capsule_evaluator(config.dataset.name, epochs=training.epochs, batch_size=training.batch_size,
                                   learning_rate=training.learning_rate, dataset_options=dataset_options(config),
                                   architecture_split=True)
-    torch.manual_seed(training.seed)
+    torch.manual_seed(training.seed)  # the training's draws, whatever building the search consumed
     experiment = NasExperiment(space, evaluator, strategy)
     experiment.config.experiment_name = f"{config.experiment.name}-e2rnas"
     experiment.config.experiment_working_directory = str(folder)
