@@ -5,8 +5,9 @@ or NNI's DARTS cell space with ``--space darts``) as real ``NasExperiment`` runs
 sequential engine, with the same evaluator, epochs, batches and architecture learning rate.
 The weight step trains on one part of the training split, the architecture step reads another
 part of it; the held-out split is touched only by the final evaluation. E2RNAS' upper level
-has four objectives: the clean loss (cross-entropy on the capsule lengths by default, see
-``--upper-loss``), the same loss on FGSM (random start) images, the expected parameter
+has four objectives: the clean loss (cross-entropy on the capsule lengths mapped to logits, by
+default their log-odds: see ``--upper-loss`` and ``--capsule-logits``), the same loss on FGSM
+(random start, same logits) images, the expected parameter
 count pulled towards ``--params-target`` (``--params-mode``, ``abs`` by default) and the expected latency on the
 ``capsacc`` accelerator model, smaller being better (``--hardware-metric``, ``none`` mode: its
 target is only the unit); DARTS has its training loss.
@@ -15,7 +16,8 @@ retraining seed (``--retrain-seeds``, 20 by default: after a clean 2-epoch retra
 accuracy of one architecture varies by up to 37 points between seeds, and the mean gain of the
 same two architectures over five consecutive seeds ranged from +0.5 to +8.0 points), and
 evaluated: clean accuracy, FGSM and PGD accuracy (L-infinity, epsilon in pixel units, stated in the table; means
-over the retrainings), parameters, energy on the ``capsacc`` accelerator model, and the search
+over the retrainings; the attacks' cross-entropy reads the project's default class logits, capsule log-odds,
+whatever ``--capsule-logits`` the search used), parameters, energy on the ``capsacc`` accelerator model, and the search
 time per epoch (a Lightning callback times each epoch; one-time set-up is reported apart). On a shared
 machine the two searches run under different loads, so the epoch-time ratio is taken from
 extra one-epoch searches of both strategies, alternated, by process CPU time on one thread
@@ -27,9 +29,13 @@ DARTS' with no more parameters, and an E2RNAS search epoch takes at most 1.6x a 
 Search budget: 3000 + 3000 images, 2 epochs, i.e. 94 architecture steps per strategy (at the
 former 768 + 768 images, 24 steps, the probabilities stayed close to uniform, DARTS' feature
 operation at 0.25 of six, so argmax read noise). The probability of every exported value is
-printed. ``--retrain-adversarial EPS`` retrains both architectures with FGSM-RS adversarial
-training (``trials.training.TrainConfig.adversarial``) instead of clean training.
-``--search-attack none`` drops E2RNAS' adversarial objective (an ablation).
+printed, with its lead over the runner-up, and, for E2RNAS, the mean cosine between the clean
+and the adversarial objective's architecture gradients per label over the last search epoch.
+``--retrain-adversarial EPS`` retrains both architectures with FGSM-RS adversarial training
+(``trials.training.TrainConfig.adversarial``) instead of clean training.
+``--search-attack none`` drops E2RNAS' adversarial objective (an ablation); ``--ablation`` runs that
+ablation in the same run (an extra E2RNAS search, retrained only if its export differs) and says
+whether the adversarial objective changed the export or the PGD accuracy beyond the standard error.
 ``--search-attack pgd [--search-steps 3]`` replaces the FGSM of E2RNAS' adversarial objective by
 PGD with random start. ``--weight-adversarial`` (default 0) mixes adversarial loss into E2RNAS'
 weight step only: E2RNAS' supernet then sees adversarial images and DARTS' does not (the
@@ -47,6 +53,7 @@ import argparse
 import functools
 import json
 import logging
+import math
 import statistics
 import sys
 import tempfile
@@ -70,6 +77,8 @@ from nni.nas.experiment import NasExperiment  # noqa: E402
 from nni.nas.strategy import DARTS  # noqa: E402
 
 from nni_capsnas.hardware_cost import network_cost  # noqa: E402
+from nni_capsnas.modules import CAPSULE_LOGITS, DEFAULT_CAPSULE_LOGITS  # noqa: E402
+from nni_capsnas.strategy.choice_margin import choice_margins  # noqa: E402
 from nni_capsnas.strategy.e2rnas import E2RNAS  # noqa: E402
 from nni_capsnas.strategy.expected_cost import (  # noqa: E402
     ExpectedLabelCost, ExpectedParams, HardwareCostTable,
@@ -132,6 +141,8 @@ class Result:
     energy_mj: float = float("nan")
     mgda_weights: dict[str, float] = field(default_factory=dict)
     probabilities: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: per label: mean cosine of the clean and adversarial architecture gradients over the last epoch (E2RNAS)
+    gradient_cosines: dict[str, float] = field(default_factory=dict)
 
     @property
     def epoch_median(self) -> float:
@@ -176,7 +187,7 @@ def _search_adversary(args: argparse.Namespace) -> Optional[functools.partial]:
         return None
     attack = functools.partial(pgd, steps=args.search_steps) if args.search_attack == "pgd" else fgsm
     return functools.partial(attack, epsilon=args.search_epsilon, random_start=True,
-                             generator=torch.Generator().manual_seed(args.seed))
+                             capsule_logits=args.capsule_logits, generator=torch.Generator().manual_seed(args.seed))
 
 
 def _search(name: str, data: DatasetSplits, args: argparse.Namespace, params_target: float) -> Result:
@@ -204,7 +215,8 @@ def _run_search(name: str, data: DatasetSplits, args: argparse.Namespace,
                               "mode": args.hardware_mode})
         strategy = E2RNAS(adversary=adversary, resources=resources,
                           gradient_normalization=args.normalization, upper_loss=args.upper_loss,
-                          combine=args.combine, weight_adversarial=args.weight_adversarial, **common)
+                          capsule_logits=args.capsule_logits, combine=args.combine,
+                          weight_adversarial=args.weight_adversarial, **common)
     experiment = NasExperiment(_space(args), _evaluator(search_train, search_val, args, timer), strategy)
     with tempfile.TemporaryDirectory(prefix="e2rnas-vs-darts-") as workdir:
         experiment.config.experiment_working_directory = workdir
@@ -220,10 +232,22 @@ def _run_search(name: str, data: DatasetSplits, args: argparse.Namespace,
     if isinstance(strategy, E2RNAS):
         records = strategy.oneshot_module.records
         result.mgda_weights = {key: statistics.mean(r.weights[key] for r in records) for key in records[0].weights}
+        result.gradient_cosines = last_epoch_cosines(records)
     _logger.info("%s: architecture %s, epochs %s s, probabilities %s", name, architecture,
                  [round(s, 1) for s in timer.seconds],
                  {label: {v: round(p, 3) for v, p in choices.items()} for label, choices in result.probabilities.items()})
     return result, strategy
+
+
+def last_epoch_cosines(records: list[Any]) -> dict[str, float]:
+    """Per label: mean clean/adversarial gradient cosine over the last epoch's architecture steps (nan skipped)."""
+    last = [r for r in records if r.epoch == records[-1].epoch and r.cosines]
+    labels = last[0].cosines if last else {}
+    means = {}
+    for label in labels:
+        values = [r.cosines[label] for r in last if not math.isnan(r.cosines[label])]
+        means[label] = statistics.mean(values) if values else float("nan")
+    return means
 
 
 def search_strategy(name: str, data: DatasetSplits, argv: list[str]) -> tuple[Result, DARTS]:
@@ -323,7 +347,8 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
     header = (f"{'strategy':<8} {'clean':>7} {'FGSM':>7} {'PGD-' + str(args.pgd_steps):>7} {'PGD sd':>7} {'params':>9} "
               f"{'energy mJ':>10} {'s/epoch':>8} {'CPU s/ep':>9} {'setup s':>8}")
     lines = [f"mnist-t10k, space={args.space}, epsilon={args.epsilon} (pixel units, L-inf), "
-             f"PGD {args.pgd_steps} steps random start, accuracies on {args.eval_samples} held-out images, "
+             f"PGD {args.pgd_steps} steps random start, attacks' cross-entropy on capsule {DEFAULT_CAPSULE_LOGITS}, "
+             f"accuracies on {args.eval_samples} held-out images, "
              f"means over {args.retrain_seeds} retraining seed(s) {args.seed}..{args.seed + args.retrain_seeds - 1} "
              f"(sd: their standard deviation); "
              f"search {args.search_epochs} epochs x {-(-args.search_train // args.batch_size)} steps; "
@@ -332,9 +357,11 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
              + (f"; E2RNAS' resource objectives: params ({args.params_mode}) and {args.hardware_metric} "
                 f"({args.hardware_mode})" if args.hardware_metric else f"; E2RNAS' resource objective: params "
                 f"({args.params_mode})")
+             + f"; E2RNAS' cross-entropy on capsule {args.capsule_logits}"
              + (f"; E2RNAS' adversarial objective: PGD-{args.search_steps} at {args.search_epsilon}"
                 if args.search_attack == "pgd" else "")
              + ("; E2RNAS without its adversarial objective (ablation)" if args.search_attack == "none" else "")
+             + ("; no-adv: E2RNAS searched without its adversarial objective (--ablation)" if args.ablation else "")
              + (f"; E2RNAS' weight step mixes in {args.weight_adversarial} adversarial loss (its supernet sees "
                 f"adversarial images, DARTS' does not; retraining is identical for both)"
                 if args.weight_adversarial > 0 else "")
@@ -354,14 +381,17 @@ def _table(results: list[Result], args: argparse.Namespace, timing: dict[str, li
     return "\n".join(lines)
 
 
-def _exported_probabilities(result: Result) -> dict[str, float]:
-    """Final probability of the exported value of every label (NNI cells: per-edge, unlisted)."""
+def _exported_probabilities(result: Result) -> dict[str, str]:
+    """Final probability of the exported value of every label and its lead over the runner-up (NNI cells: unlisted)."""
+    margins = choice_margins(result.probabilities)
     chosen = {}
     for label, value in result.architecture.items():
-        choices = result.probabilities.get(label, {})
         key = str(value[0] if isinstance(value, list) and len(value) == 1 else value)
-        if key in choices:
-            chosen[label] = round(choices[key], 2)
+        if key in result.probabilities.get(label, {}):
+            margin = margins[label]
+            lead = (f" (+{margin.margin:.2f} over {margin.runner_up})" if margin.chosen == key
+                    else f" ({margin.chosen} leads with {margin.probability:.2f})")
+            chosen[label] = f"{result.probabilities[label][key]:.2f}{lead}"
     return chosen
 
 
@@ -391,6 +421,39 @@ def _verdict(darts: Result, e2rnas: Result, timing: dict[str, list[float]]) -> l
         f"search epoch ratio E2RNAS/DARTS {ratio:.2f} (target <= {EPOCH_RATIO_TARGET}): "
         f"{'MET' if ratio <= EPOCH_RATIO_TARGET else 'NOT MET'}",
     ]
+
+
+def _ablation(full: Result, data: DatasetSplits, args: argparse.Namespace, params_target: float) -> Result:
+    """E2RNAS searched again without its adversarial objective; retrained unless it exports ``full``'s architecture.
+
+    The same architecture retrained with the same seeds is the same experiment, so an unchanged export
+    reuses ``full``'s retrainings.
+    """
+    ablation_args = argparse.Namespace(**{**vars(args), "search_attack": "none"})
+    ablated = _search("e2rnas", data, ablation_args, params_target)
+    ablated.strategy = "no-adv"
+    if ablated.architecture == full.architecture:
+        _logger.info("without the adversarial objective E2RNAS exports the same architecture; its retrainings reused")
+        for name in ("retrain_seeds", "clean_runs", "fgsm_runs", "pgd_runs", "clean_accuracy", "fgsm_accuracy",
+                     "pgd_accuracy", "params", "energy_mj"):
+            setattr(ablated, name, getattr(full, name))
+    else:
+        _retrain_and_evaluate(ablated, data, ablation_args)
+    return ablated
+
+
+def _ablation_verdict(full: Result, ablated: Result) -> str:
+    """Whether the adversarial objective changed the export or the PGD accuracy (beyond the standard error)."""
+    difference = 100 * (full.pgd_accuracy - ablated.pgd_accuracy)
+    error = standard_error_of_difference(full.pgd_runs, ablated.pgd_runs)
+    same = full.architecture == ablated.architecture
+    beyond = not same and abs(difference) > error
+    export = "the same export" if same else f"a different export ({ablated.architecture})"
+    return (f"adversarial objective (ablation: E2RNAS without it, --search-attack none): {export}; PGD with - "
+            f"without {difference:+.2f} ± {error:.2f} points: "
+            f"{'CHANGES the outcome' if not same else 'does NOT change the outcome'}"
+            + (f" (export{' and PGD beyond the standard error' if beyond else ' only; PGD within the standard error'})"
+               if not same else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -428,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gradients E2RNAS' MGDA weights combine")
     parser.add_argument("--upper-loss", default="cross_entropy", choices=("training", "cross_entropy"),
                         help="E2RNAS' clean/adversarial objective (DARTS always uses the training loss)")
+    parser.add_argument("--capsule-logits", default=DEFAULT_CAPSULE_LOGITS, choices=tuple(CAPSULE_LOGITS),
+                        help="how E2RNAS' cross-entropy and its search attack turn capsule lengths into logits "
+                             "(the evaluation attacks always use the default)")
     parser.add_argument("--weight-adversarial", type=float, default=0.0,
                         help="share of FGSM loss in E2RNAS' weight step (DARTS' weight step stays clean)")
     parser.add_argument("--retrain-epochs", type=int, default=2)
@@ -448,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timing-images", type=int, default=640, help="images per timed epoch")
     parser.add_argument("--strategies", nargs="+", choices=("darts", "e2rnas"), default=["darts", "e2rnas"],
                         help="run only these (the verdict and the epoch-time ratio need both)")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also search E2RNAS without its adversarial objective, retrain its export (reusing "
+                             "E2RNAS' retrainings if the export is the same) and say whether the objective changed "
+                             "the outcome")
     parser.add_argument("--output", default=None, help="write the results as JSON here")
     return parser
 
@@ -457,6 +527,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.retrain_seeds < 1:
         parser.error(f"--retrain-seeds must be at least 1, got {args.retrain_seeds}")
+    if args.ablation and (args.strategies[-1] != "e2rnas" or args.search_attack == "none"):
+        parser.error("--ablation compares E2RNAS with and without its adversarial objective: it needs e2rnas among "
+                     "--strategies and a --search-attack other than none")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     for ours in ("e2rnas_vs_darts", "nni_capsnas.strategy.e2rnas"):
         logging.getLogger(ours).setLevel(logging.INFO)
@@ -473,16 +546,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         result = _search(name, data, args, target)
         _retrain_and_evaluate(result, data, args)
         results.append(result)
-    timing = _interleaved_epoch_seconds(data, args, target) if len(results) == 2 else {}
+    compared = results[:2]
+    if args.ablation:
+        results.append(_ablation(results[-1], data, args, target))
+    timing = _interleaved_epoch_seconds(data, args, target) if len(compared) == 2 else {}
     print_now(_table(results, args, timing))
     for result in results:
         print_now(f"{result.strategy} architecture: {result.architecture}")
         print_now(f"{result.strategy} probability of each exported value: {_exported_probabilities(result)}")
         if result.mgda_weights:
             print_now(f"E2RNAS params target {target:.0f}; mean MGDA weights {result.mgda_weights}")
-    if len(results) == 2:
-        for line in _verdict(*results, timing):
+        if result.gradient_cosines:
+            print_now("E2RNAS clean/adversarial architecture-gradient cosine, mean over the last epoch: "
+                      + ", ".join(f"{label} {value:.3f}" for label, value in result.gradient_cosines.items()))
+    if len(compared) == 2:
+        for line in _verdict(*compared, timing):
             print_now(line)
+    if args.ablation:
+        print_now(_ablation_verdict(results[-2], results[-1]))
     if args.output:
         Path(args.output).write_text(json.dumps({"args": vars(args), "params_target": target, "timing": timing,
                                                  "results": [asdict(r) for r in results]}, indent=2, default=str))

@@ -7,13 +7,15 @@ the normalisation (divided by ``std`` per channel), and the adversarial images a
 the valid pixel range [0, 1] mapped the same way. So one epsilon means the same perturbation
 for a normalised and an unnormalised pipeline.
 
-Attack loss: cross-entropy on the class scores of :func:`trials.losses.class_scores` (the
-logits of a CNN, the capsule lengths of a capsule network). Cross-entropy is used for capsules
-too, rather than their margin loss: the margin loss is exactly flat for a confidently
-classified image (present length above 0.9, absent ones below 0.1), so its input gradient is
-zero and FGSM/PGD would not move such images — gradient masking that overstates robustness.
-Cross-entropy on the lengths never saturates to a zero gradient. ``loss="margin"`` is
-available to attack the capsule training loss itself.
+Attack loss: cross-entropy on the class logits of :func:`nni_capsnas.modules.class_logits`
+(the logits of a CNN; a capsule network's lengths mapped to logits, by default their log-odds,
+``capsule_logits=`` chooses the mapping): the same logits as E2RNAS' ``cross_entropy``
+upper-level loss, so the attacks inside a search and the robustness measured after it follow
+the same loss. Cross-entropy is used for capsules too, rather than their margin loss: the
+margin loss is exactly flat for a confidently classified image (present length above 0.9,
+absent ones below 0.1), so its input gradient is zero and FGSM/PGD would not move such images —
+gradient masking that overstates robustness. ``loss="margin"`` is available to attack the
+capsule training loss itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from nni_capsnas.modules import MarginLoss
+from nni_capsnas.modules import DEFAULT_CAPSULE_LOGITS, MarginLoss, check_capsule_logits, class_logits
 
 from .devices import module_device
 from .losses import class_scores
@@ -121,7 +123,8 @@ class _PixelBox:
         return self.clamp(clean + delta)
 
 
-def attack_loss(output: torch.Tensor, labels: torch.Tensor, *, loss: str = "cross_entropy") -> torch.Tensor:
+def attack_loss(output: torch.Tensor, labels: torch.Tensor, *, loss: str = "cross_entropy",
+                capsule_logits: str = DEFAULT_CAPSULE_LOGITS) -> torch.Tensor:
     """Summed attack loss of a batch (summed, so every image's gradient is its own).
 
     Parameters
@@ -131,18 +134,21 @@ def attack_loss(output: torch.Tensor, labels: torch.Tensor, *, loss: str = "cros
     labels
         True classes.
     loss
-        ``"cross_entropy"`` on the class scores, or ``"margin"`` (the capsule margin loss on
-        the scores).
+        ``"cross_entropy"`` on the class logits, or ``"margin"`` (the capsule margin loss on
+        the capsule lengths).
+    capsule_logits
+        How capsule lengths become logits for cross-entropy (a key of
+        :data:`nni_capsnas.modules.CAPSULE_LOGITS`).
     """
-    scores = class_scores(output)
     if _check_loss(loss) == "cross_entropy":
-        return nn.functional.cross_entropy(scores, labels, reduction="sum")
-    return MarginLoss()(scores, labels) * len(labels)
+        return nn.functional.cross_entropy(class_logits(output, capsule_logits), labels, reduction="sum")
+    return MarginLoss()(class_scores(output), labels) * len(labels)
 
 
-def _input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss: str) -> torch.Tensor:
+def _input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss: str,
+                    capsule_logits: str) -> torch.Tensor:
     probe = images.detach().requires_grad_(True)
-    value = attack_loss(model(probe), labels, loss=loss)
+    value = attack_loss(model(probe), labels, loss=loss, capsule_logits=capsule_logits)
     (gradient,) = torch.autograd.grad(value, probe)
     return gradient
 
@@ -161,7 +167,7 @@ def _uniform_start(images: torch.Tensor, box: _PixelBox, epsilon: float,
 def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilon: float,
          random_start: bool = False, step_size: Optional[float] = None,
          normalization: Normalization = None, loss: str = "cross_entropy",
-         generator: Optional[torch.Generator] = None,
+         capsule_logits: str = DEFAULT_CAPSULE_LOGITS, generator: Optional[torch.Generator] = None,
          input_gradient: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al. 2015), optionally with a random start.
 
@@ -183,7 +189,7 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilo
         Step in pixel units; default ``epsilon`` (``1.25 * epsilon`` with random start).
     normalization
         ``(mean, std)`` per channel the images were normalised with, or ``None``.
-    loss
+    loss, capsule_logits
         Attack loss, see :func:`attack_loss`.
     generator
         Random source of the start point.
@@ -211,18 +217,19 @@ def fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilo
                              f"got {tuple(input_gradient.shape)}")
         gradient = input_gradient.detach()
     else:
-        gradient = _input_gradient(model, start, labels, loss)
+        gradient = _input_gradient(model, start, labels, loss, check_capsule_logits(capsule_logits))
     return box.project(start + step * box.scale * gradient.sign(), clean, epsilon).detach()
 
 
 def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilon: float, steps: int = 10,
         step_size: Optional[float] = None, random_start: bool = True, normalization: Normalization = None,
-        loss: str = "cross_entropy", generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        loss: str = "cross_entropy", capsule_logits: str = DEFAULT_CAPSULE_LOGITS,
+        generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Projected gradient descent, L-infinity (Madry et al. 2018).
 
     Parameters
     ----------
-    model, images, labels, epsilon, normalization, loss, generator
+    model, images, labels, epsilon, normalization, loss, capsule_logits, generator
         As for :func:`fgsm`.
     steps
         Gradient-sign steps (at least 1).
@@ -239,13 +246,14 @@ def pgd(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, epsilon
     epsilon = _check_epsilon(epsilon)
     steps = _check_steps(steps)
     step = _check_step_size(step_size)
+    check_capsule_logits(capsule_logits)
     if step is None:
         step = 2.5 * epsilon / steps
     box = _PixelBox.of(images, normalization)
     clean = images.detach()
     adversarial = _uniform_start(clean, box, epsilon, generator) if random_start else clean
     for _ in range(steps):
-        gradient = _input_gradient(model, adversarial, labels, loss)
+        gradient = _input_gradient(model, adversarial, labels, loss, capsule_logits)
         adversarial = box.project(adversarial + step * box.scale * gradient.sign(), clean, epsilon).detach()
     return adversarial
 
@@ -271,6 +279,8 @@ class AttackConfig:
         ``(mean, std)`` per channel, or ``None``.
     loss
         ``"cross_entropy"`` or ``"margin"``.
+    capsule_logits
+        How capsule lengths become logits for cross-entropy (see :func:`attack_loss`).
     batch_size
         Images attacked at once.
     samples
@@ -286,6 +296,7 @@ class AttackConfig:
     random_start: Optional[bool] = None
     normalization: Normalization = None
     loss: str = "cross_entropy"
+    capsule_logits: str = DEFAULT_CAPSULE_LOGITS
     batch_size: int = 256
     samples: Optional[int] = None
     seed: int = 0
@@ -297,6 +308,7 @@ class AttackConfig:
         _check_steps(self.steps)
         _check_step_size(self.step_size)
         _check_loss(self.loss)
+        check_capsule_logits(self.capsule_logits)
         _check_normalization(self.normalization)
         if self.random_start is not None and not isinstance(self.random_start, bool):
             raise ValueError(f"random_start must be a bool or None, got {self.random_start!r}")
@@ -329,7 +341,8 @@ class AttackConfig:
         """
         generator = generator if generator is not None else torch.Generator().manual_seed(self.seed)
         common: dict[str, Any] = dict(epsilon=self.epsilon, step_size=self.step_size,
-                                      normalization=self.normalization, loss=self.loss, generator=generator)
+                                      normalization=self.normalization, loss=self.loss,
+                                      capsule_logits=self.capsule_logits, generator=generator)
         if self.random_start is not None:
             common["random_start"] = self.random_start
         if self.attack == "pgd":
@@ -340,7 +353,7 @@ class AttackConfig:
 def robust_accuracy(model: nn.Module, dataset: Dataset, *, attack: str = "pgd", epsilon: float = 0.1,
                     steps: int = 10, step_size: Optional[float] = None, random_start: Optional[bool] = None,
                     batch_size: int = 256, normalization: Normalization = None, loss: str = "cross_entropy",
-                    samples: Optional[int] = None, seed: int = 0,
+                    capsule_logits: str = DEFAULT_CAPSULE_LOGITS, samples: Optional[int] = None, seed: int = 0,
                     generator: Optional[torch.Generator] = None) -> float:
     """Fraction of ``dataset`` classified correctly after an FGSM or PGD attack on each image.
 
@@ -355,7 +368,7 @@ def robust_accuracy(model: nn.Module, dataset: Dataset, *, attack: str = "pgd", 
         ``(image, label)`` pairs, images as the model reads them.
     attack
         ``"fgsm"`` or ``"pgd"``.
-    epsilon, steps, step_size, normalization, loss
+    epsilon, steps, step_size, normalization, loss, capsule_logits
         See :func:`fgsm` and :func:`pgd` (``steps`` is ignored by FGSM).
     random_start
         Start at a random point of the ball; ``None``: the attack's default (FGSM no, PGD yes).
@@ -375,7 +388,7 @@ def robust_accuracy(model: nn.Module, dataset: Dataset, *, attack: str = "pgd", 
     """
     config = AttackConfig(attack=attack, epsilon=epsilon, steps=steps, step_size=step_size,
                           random_start=random_start, normalization=normalization, loss=loss,
-                          batch_size=batch_size, samples=samples, seed=seed)
+                          capsule_logits=capsule_logits, batch_size=batch_size, samples=samples, seed=seed)
     run = config.adversary(generator)
     device = module_device(model)
     was_training = model.training

@@ -11,15 +11,19 @@
    ``retrain`` work as for NSGA2.
 
 The phase leaves in ``<experiment>/e2rnas/``: ``architecture.json`` (the derived sample),
-``probabilities.json`` (the final architecture distribution), ``architecture_steps.csv``
-(every architecture step's objective values, MGDA weights and expected costs) and
-``mgda_weights.png``.
+``probabilities.json`` (the final architecture distribution), ``choice_margins.csv`` (every
+label's exported value, its probability, the runner-up and the lead, near-ties marked),
+``architecture_steps.csv`` (every architecture step's objective values, MGDA weights, expected
+costs, the supernet's clean and adversarial accuracy on the step's batch and the epoch's running
+accuracy, and the cosine between the clean and adversarial architecture gradients per label)
+and ``mgda_weights.png``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +35,10 @@ from nni.nas.experiment import NasExperiment
 from trials.attacks import AttackConfig
 from trials.lightning import capsule_evaluator
 
+from ..modules import DEFAULT_CAPSULE_LOGITS
 from ..quiet import logger_levels
-from ..strategy.e2rnas import E2RNAS
+from ..strategy.choice_margin import choice_margins
+from ..strategy.e2rnas import E2RNAS, ArchitectureStepRecord
 from .config import ConfigError, SearchConfig
 from .experiment_builder import build_space, dataset_options
 
@@ -41,17 +47,23 @@ _logger = logging.getLogger(__name__)
 #: E2RNAS' adversarial objective unless ``strategy.options.adversary`` says otherwise.
 DEFAULT_ADVERSARY: dict[str, Any] = {"attack": "fgsm", "epsilon": 0.1, "random_start": True}
 ARCHITECTURE_FILE = "architecture.json"
+#: Every architecture step's objectives, MGDA weights, costs, accuracies and gradient cosines.
+STEPS_FILE = "architecture_steps.csv"
+#: Every label's exported value, its probability and its lead over the runner-up.
+MARGINS_FILE = "choice_margins.csv"
 
 
 def build_e2rnas(config: SearchConfig) -> Any:
     """The E2RNAS strategy of ``config`` (hardware resource terms read the space's ``input_shape``).
 
     ``strategy.options`` may hold ``adversary`` (a table of :class:`trials.attacks.AttackConfig`
-    settings merged over :data:`DEFAULT_ADVERSARY`, or ``false`` for no adversarial objective),
+    settings merged over :data:`DEFAULT_ADVERSARY`, or ``false`` for no adversarial objective;
+    its ``capsule_logits`` follows the strategy's unless the table sets it),
     ``resources`` (a list of ``{metric, target, mode}`` tables; default: one ``max`` term per
     ``strategy.constraints`` entry) and E2RNAS' keyword arguments (``gradient_normalization``,
-    ``upper_loss`` (here ``"cross_entropy"`` by default), ``combine``, ``weight_adversarial``, ``arc_learning_rate``,
-    ``gradient_clip_val``, ``log_prob_every_n_step``, ``warmup_epochs``).
+    ``upper_loss`` (here ``"cross_entropy"`` by default), ``capsule_logits``, ``combine``,
+    ``weight_adversarial``, ``near_tie_margin``, ``arc_learning_rate``, ``gradient_clip_val``,
+    ``log_prob_every_n_step``, ``warmup_epochs``).
 
     Raises
     ------
@@ -66,13 +78,15 @@ def build_e2rnas(config: SearchConfig) -> Any:
             raise ConfigError(f"strategy.options.adversary: expected a table of attack settings or false, "
                               f"got {adversary_options!r}")
         try:
+            # the attack's cross-entropy reads the same logits as the search's upper-level loss
+            capsule_logits = options.get("capsule_logits", DEFAULT_CAPSULE_LOGITS)
             attack = AttackConfig.from_mapping({"seed": config.strategy.seed, **DEFAULT_ADVERSARY,
-                                                **adversary_options})
+                                                "capsule_logits": capsule_logits, **adversary_options})
         except (TypeError, ValueError) as error:
             raise ConfigError(f"strategy.options.adversary: {' '.join(str(error).split())}") from error
         adversary = attack.adversary()
     # The margin loss is flat for confident capsule outputs, so FGSM along its gradient barely
-    # perturbs them (see nni_capsnas.strategy.e2rnas): cross-entropy on class scores by default.
+    # perturbs them (see nni_capsnas.strategy.e2rnas): cross-entropy on the class logits by default.
     options.setdefault("upper_loss", "cross_entropy")
     resources = options.pop("resources", None)
     if resources is None:
@@ -90,13 +104,14 @@ def run_one_shot_phase(config: SearchConfig, folder: Path) -> list[dict[str, Any
     ``folder`` (created) receives the phase's files and NNI's one-shot experiment log.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.training.seed)  # the supernet's initial weights, then its training
     space = build_space(config)
     strategy = build_e2rnas(config)
     training = config.training
     evaluator = capsule_evaluator(config.dataset.name, epochs=training.epochs, batch_size=training.batch_size,
                                   learning_rate=training.learning_rate, dataset_options=dataset_options(config),
                                   architecture_split=True, device=training.device, precision=training.precision)
-    torch.manual_seed(training.seed)
+    torch.manual_seed(training.seed)  # the training's draws, whatever building the search consumed
     experiment = NasExperiment(space, evaluator, strategy)
     experiment.config.experiment_name = f"{config.experiment.name}-e2rnas"
     experiment.config.experiment_working_directory = str(folder)
@@ -121,14 +136,25 @@ def _write_outputs(folder: Path, sample: dict[str, Any], strategy: Any) -> None:
     probabilities = {label: {str(choice): float(p) for choice, p in dict(probs).items()}
                      for label, probs in module.export_probs().items()}
     (folder / "probabilities.json").write_text(json.dumps(probabilities, indent=2), encoding="utf-8")
-    rows = [{"epoch": r.epoch, "step": r.step, **{f"loss/{k}": v for k, v in r.losses.items()},
-             **{f"weight/{k}": v for k, v in r.weights.items()},
-             **{f"expected/{k}": v for k, v in r.expected.items()}} for r in module.records]
-    steps = pd.DataFrame(rows)
-    steps.to_csv(folder / "architecture_steps.csv", index=False)
+    steps = pd.DataFrame([_step_row(record) for record in module.records])
+    steps.to_csv(folder / STEPS_FILE, index=False)
+    margins = pd.DataFrame([{**asdict(m), "margin": m.margin,
+                             "near_tie": m.runner_up is not None and m.margin < strategy.near_tie_margin}
+                            for m in choice_margins(module.export_probs()).values()])
+    margins.to_csv(folder / MARGINS_FILE, index=False)
     if not steps.empty:
         _plot_weights(steps, folder / "mgda_weights.png")
-    _logger.info("E2RNAS derived %s (%d architecture steps); written to %s", sample, len(rows), folder)
+    _logger.info("E2RNAS derived %s (%d architecture steps); written to %s", sample, len(steps), folder)
+
+
+def _step_row(record: ArchitectureStepRecord) -> dict[str, Any]:
+    """One architecture step as a CSV row (``epoch_accuracy/*``: the epoch's running accuracy so far)."""
+    return {"epoch": record.epoch, "step": record.step,
+            **{f"{prefix}/{key}": value
+               for prefix, values in (("loss", record.losses), ("weight", record.weights),
+                                      ("expected", record.expected), ("accuracy", record.accuracy),
+                                      ("epoch_accuracy", record.epoch_accuracy), ("cosine", record.cosines))
+               for key, value in values.items()}}
 
 
 def _plot_weights(steps: Any, path: Path) -> None:

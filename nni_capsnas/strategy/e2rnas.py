@@ -6,8 +6,9 @@ objectives on the validation batch separately:
 
 - ``clean``: the upper-level loss on the clean batch: the evaluator's training loss
   (``upper_loss="training"``: cross-entropy for logits, margin + reconstruction for capsule
-  networks) or cross-entropy on the class scores (``upper_loss="cross_entropy"``: the logits,
-  or the capsule lengths);
+  networks) or cross-entropy on the class logits (``upper_loss="cross_entropy"``: the logits,
+  or the capsule lengths mapped to logits by ``capsule_logits``, by default their log-odds, see
+  :mod:`nni_capsnas.modules.class_logits`: a softmax over raw lengths is nearly uniform);
 - ``adversarial``: the same loss on adversarial images from an injected ``adversary``
   (e.g. ``functools.partial(trials.attacks.fgsm, epsilon=0.1, random_start=True)``);
 - one term per :class:`~nni_capsnas.strategy.resource.ResourceConstraint`: the expected
@@ -32,15 +33,24 @@ forward/backward pass (E2RNAS' own shortcut). For capsule networks prefer
 confidently classified images, so an FGSM step along its gradient leaves them unperturbed and
 the adversarial objective degenerates into a copy of the clean one.
 
+What the search shows: every architecture step records (:class:`ArchitectureStepRecord`) the
+objective values, MGDA weights, expected costs, the supernet's accuracy on the clean and the
+adversarial batch of the architecture-step split (the epoch's running accuracy goes to the
+progress bar and, per epoch, to the log), and, per label, the cosine between the clean and the
+adversarial objective's architecture gradients (near 1: the adversarial objective only repeats
+the clean one). At the end of the search the probability margin of every label's exported
+value is logged, with a warning for each near-tie (:mod:`nni_capsnas.strategy.choice_margin`).
+
 NNI's ``penalty=`` is not used (it has no effect in NNI 3.0).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
@@ -49,8 +59,10 @@ from nni.nas.nn.pytorch import Cell
 from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
 from nni.nas.oneshot.pytorch.strategy import DARTS
 
-from nni_capsnas.modules import class_scores
+from nni_capsnas.modules import DEFAULT_CAPSULE_LOGITS, check_capsule_logits, class_logits
 
+from ..nni_compat.supernet import architecture_parameters
+from .choice_margin import NEAR_TIE_MARGIN, check_near_tie_margin, choice_margins, log_choice_margins
 from .expected_cost import ExpectedLabelCost, ExpectedParams, HardwareCostTable
 from .mgda import NORMALIZATIONS, min_norm_weights, normalize_gradients
 from .resource import ResourceConstraint
@@ -69,13 +81,34 @@ ResourceSpec = Union[ResourceConstraint, Mapping[str, Any]]
 
 @dataclass
 class ArchitectureStepRecord:
-    """What one architecture step did: objective values, MGDA weights, expected costs."""
+    """What one architecture step did and saw.
+
+    Attributes
+    ----------
+    epoch, step
+        Training epoch and batch index.
+    losses, weights
+        Value and MGDA weight of every objective.
+    expected
+        Expected cost of every resource objective.
+    accuracy
+        The supernet's accuracy on this step's clean batch (``"clean"``) and on its adversarial
+        images (``"adversarial"``).
+    epoch_accuracy
+        Running accuracy of the epoch so far, on the same images.
+    cosines
+        Per architecture label (and ``"all"`` for the whole vector): cosine between the clean
+        and the adversarial objective's architecture gradients (nan where either is zero).
+    """
 
     epoch: int
     step: int
     losses: dict[str, float]
     weights: dict[str, float]
     expected: dict[str, float] = field(default_factory=dict)
+    accuracy: dict[str, float] = field(default_factory=dict)
+    epoch_accuracy: dict[str, float] = field(default_factory=dict)
+    cosines: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +132,37 @@ def _flat(gradients: Sequence[Optional[torch.Tensor]], parameters: Sequence[torc
                       for g, p in zip(gradients, parameters)])
 
 
+def _cosine(first: torch.Tensor, second: torch.Tensor) -> float:
+    norms = float(first.norm() * second.norm())
+    return min(max(float(first @ second) / norms, -1.0), 1.0) if norms > 0 else float("nan")
+
+
+def label_cosines(first: torch.Tensor, second: torch.Tensor, labels: Sequence[str],
+                  sizes: Sequence[int]) -> dict[str, float]:
+    """Cosine between two flat architecture gradients, per label (slices of ``sizes``) and ``"all"``."""
+    cosines, offset = {}, 0
+    for label, size in zip(labels, sizes):
+        cosines[label] = _cosine(first[offset:offset + size], second[offset:offset + size])
+        offset += size
+    cosines["all"] = _cosine(first, second)
+    return cosines
+
+
+@contextlib.contextmanager
+def _recorded_outputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the outputs of ``model``'s forward passes inside the block."""
+    outputs: list[torch.Tensor] = []
+    handle = model.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+def _correct(output: torch.Tensor, labels: torch.Tensor) -> int:
+    return int((class_logits(output).argmax(dim=1) == labels).sum())
+
+
 class E2RNASLightningModule(DartsLightningModule):
     """The search loop of :class:`E2RNAS` (see the module docstring).
 
@@ -114,17 +178,24 @@ class E2RNASLightningModule(DartsLightningModule):
         ``"l2"``, ``"loss"``, ``"loss+"`` or ``"none"``.
     upper_loss
         ``"training"`` or ``"cross_entropy"``.
+    capsule_logits
+        How capsule lengths become logits for ``"cross_entropy"`` (see
+        :mod:`nni_capsnas.modules.class_logits`).
     combine
         ``"raw"`` or ``"normalized"`` gradients combined with the MGDA weights.
     weight_adversarial
         Fraction of adversarial loss in the weight step (0: clean training).
+    near_tie_margin
+        Warn at the end of the search about every label whose exported value leads the
+        runner-up by less than this probability.
     arc_learning_rate, gradient_clip_val, log_prob_every_n_step, warmup_epochs
         As for NNI's DARTS.
     """
 
     def __init__(self, training_module: pl.LightningModule, *, adversary: Optional[Adversary] = None,
                  resources: Sequence[_ResourceTerm] = (), gradient_normalization: str = "l2",
-                 upper_loss: str = "training", combine: str = "raw", weight_adversarial: float = 0.0,
+                 upper_loss: str = "training", capsule_logits: str = DEFAULT_CAPSULE_LOGITS, combine: str = "raw",
+                 weight_adversarial: float = 0.0, near_tie_margin: float = NEAR_TIE_MARGIN,
                  arc_learning_rate: float = 3.0e-4,
                  gradient_clip_val: Optional[float] = None, log_prob_every_n_step: int = 10,
                  warmup_epochs: int = 0) -> None:
@@ -134,11 +205,16 @@ class E2RNASLightningModule(DartsLightningModule):
         self.resources = list(resources)
         self.gradient_normalization = gradient_normalization
         self.upper_loss = upper_loss
+        self.capsule_logits = capsule_logits
         self.combine = combine
         self.weight_adversarial = weight_adversarial
+        self.near_tie_margin = near_tie_margin
         self._shares_input_gradient = _accepts_input_gradient(adversary)
         self.records: list[ArchitectureStepRecord] = []
+        #: ``{"clean" / "adversarial": [correct, images]}`` of the current epoch's architecture steps
+        self._epoch_counts: dict[str, list[int]] = {}
         self._ordered_alphas: Optional[list[nn.Parameter]] = None
+        self._ordered_labels: Optional[list[str]] = None
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -158,10 +234,34 @@ class E2RNASLightningModule(DartsLightningModule):
         result = self.training_module.training_step((images, labels), batch_idx)
         return result["loss"] if isinstance(result, dict) else result
 
-    def _upper_loss(self, images: torch.Tensor, labels: torch.Tensor, batch_idx: int) -> torch.Tensor:
+    def ordered_labels(self) -> list[str]:
+        """The label of each of :meth:`ordered_arch_parameters` (``"alpha_<i>"`` where NNI names none)."""
+        if self._ordered_labels is None:
+            by_id = {id(parameter): label for label, parameter in architecture_parameters(self.model).items()}
+            self._ordered_labels = [by_id.get(id(alpha), f"alpha_{index}")
+                                    for index, alpha in enumerate(self.ordered_arch_parameters())]
+        return self._ordered_labels
+
+    def _upper_loss(self, images: torch.Tensor, labels: torch.Tensor,
+                    batch_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The upper-level loss of a batch and the supernet's output on it."""
         if self.upper_loss == "cross_entropy":
-            return nn.functional.cross_entropy(class_scores(self.model(images)), labels)
-        return self._training_loss(images, labels, batch_idx)
+            output = self.model(images)
+            return nn.functional.cross_entropy(class_logits(output, self.capsule_logits), labels), output
+        with _recorded_outputs(self.model) as outputs:
+            loss = self._training_loss(images, labels, batch_idx)
+        return loss, outputs[0]
+
+    def _count(self, name: str, output: torch.Tensor, labels: torch.Tensor) -> float:
+        """Add a batch to the epoch's accuracy counts; return the batch's accuracy."""
+        correct = _correct(output.detach(), labels)
+        counts = self._epoch_counts.setdefault(name, [0, 0])
+        counts[0] += correct
+        counts[1] += len(labels)
+        return correct / len(labels)
+
+    def _running_accuracy(self) -> dict[str, float]:
+        return {name: correct / total for name, (correct, total) in self._epoch_counts.items() if total}
 
     def _objective_names(self) -> list[str]:
         names = ["clean"] + (["adversarial"] if self.adversary is not None else [])
@@ -174,16 +274,20 @@ class E2RNASLightningModule(DartsLightningModule):
         alphas = self.ordered_arch_parameters()
         images, labels = batch
         probe = images.detach().requires_grad_(self._shares_input_gradient)
-        clean = self._upper_loss(probe, labels, 2 * batch_idx)
+        clean, output = self._upper_loss(probe, labels, 2 * batch_idx)
+        accuracy = {"clean": self._count("clean", output, labels)}
         targets = list(alphas) + ([probe] if self._shares_input_gradient else [])
         gradients = torch.autograd.grad(clean, targets, allow_unused=True)
         losses, vectors = [clean.detach()], [_flat(gradients[:len(alphas)], alphas)]
+        cosines: dict[str, float] = {}
         if self.adversary is not None:
             extra = {"input_gradient": gradients[-1]} if self._shares_input_gradient else {}
             adversarial_images = self.adversary(self.model, images.detach(), labels, **extra)
-            adversarial = self._upper_loss(adversarial_images.detach(), labels, 2 * batch_idx)
+            adversarial, output = self._upper_loss(adversarial_images.detach(), labels, 2 * batch_idx)
+            accuracy["adversarial"] = self._count("adversarial", output, labels)
             losses.append(adversarial.detach())
             vectors.append(_flat(torch.autograd.grad(adversarial, alphas, allow_unused=True), alphas))
+            cosines = label_cosines(vectors[0], vectors[1], self.ordered_labels(), [a.numel() for a in alphas])
         expected: dict[str, float] = {}
         for term in self.resources:
             value = term.expectation()
@@ -217,7 +321,8 @@ class E2RNASLightningModule(DartsLightningModule):
         record = ArchitectureStepRecord(
             epoch=int(self.trainer.current_epoch) if self._trainer is not None else 0, step=batch_idx,
             losses={name: float(value) for name, value in zip(names, loss_values)},
-            weights={name: float(w) for name, w in zip(names, weights)}, expected=expected)
+            weights={name: float(w) for name, w in zip(names, weights)}, expected=expected, accuracy=accuracy,
+            epoch_accuracy=self._running_accuracy(), cosines=cosines)
         self.records.append(record)
         self._log_record(record, batch_idx)
         return record
@@ -226,14 +331,40 @@ class E2RNASLightningModule(DartsLightningModule):
         metrics = {f"e2rnas/loss/{name}": value for name, value in record.losses.items()}
         metrics.update({f"e2rnas/weight/{name}": value for name, value in record.weights.items()})
         metrics.update({f"e2rnas/expected/{name}": value for name, value in record.expected.items()})
+        metrics.update({f"e2rnas/accuracy/{name}": value for name, value in record.accuracy.items()})
+        metrics.update({f"e2rnas/cosine/{name}": value for name, value in record.cosines.items()})
         if self._trainer is not None:
             self.log_dict(metrics)
+            self.log_dict({f"arch_{'acc' if name == 'clean' else 'adv_acc'}": value
+                           for name, value in record.epoch_accuracy.items()}, prog_bar=True)
         level = logging.INFO if batch_idx % self.log_prob_every_n_step == 0 else logging.DEBUG
-        _logger.log(level, "architecture step %d (epoch %d): losses %s, MGDA weights %s, expected %s",
+        _logger.log(level, "architecture step %d (epoch %d): losses %s, MGDA weights %s, expected %s, "
+                    "accuracy %s, clean/adversarial gradient cosines %s",
                     record.step, record.epoch,
                     {k: round(v, 5) for k, v in record.losses.items()},
                     {k: round(v, 4) for k, v in record.weights.items()},
-                    {k: round(v, 4) for k, v in record.expected.items()})
+                    {k: round(v, 4) for k, v in record.expected.items()},
+                    {k: round(v, 3) for k, v in record.accuracy.items()},
+                    {k: round(v, 3) for k, v in record.cosines.items()})
+
+    # -- what the search shows at epoch and search ends ----------------------------------------
+
+    def on_train_epoch_start(self) -> Any:
+        self._epoch_counts = {}
+        return super().on_train_epoch_start()
+
+    def on_train_epoch_end(self) -> Any:
+        accuracy = self._running_accuracy()
+        if accuracy:
+            _logger.info("epoch %d: supernet accuracy on the architecture-step split: %s",
+                         self.trainer.current_epoch,
+                         ", ".join(f"{name} {value:.3f}" for name, value in accuracy.items()))
+            self.log_dict({f"e2rnas/epoch_accuracy/{name}": value for name, value in accuracy.items()})
+        return super().on_train_epoch_end()
+
+    def on_train_end(self) -> Any:
+        log_choice_margins(choice_margins(self.export_probs()), self.near_tie_margin)
+        return super().on_train_end()
 
     # -- one training step -----------------------------------------------------------------
 
@@ -286,9 +417,13 @@ class E2RNAS(DARTS):
         MGDA gradient normalisation: ``"l2"``, ``"loss"``, ``"loss+"`` or ``"none"``.
     upper_loss
         Loss of the clean and adversarial objectives: ``"training"`` (the evaluator's
-        ``training_step`` loss, as DARTS) or ``"cross_entropy"`` on the class scores (logits or
-        capsule lengths; recommended for capsule networks with a gradient-sharing adversary,
-        see the module docstring).
+        ``training_step`` loss, as DARTS) or ``"cross_entropy"`` on the class logits (logits, or
+        capsule lengths mapped by ``capsule_logits``; recommended for capsule networks with a
+        gradient-sharing adversary, see the module docstring).
+    capsule_logits
+        How ``"cross_entropy"`` turns capsule lengths into logits: a key of
+        :data:`nni_capsnas.modules.CAPSULE_LOGITS` (``"log_odds"`` by default). Give the
+        adversary the same (``capsule_logits=`` of :mod:`trials.attacks`).
     combine
         ``"raw"``: the update is ``sum_i w_i grad L_i`` (Sener & Koltun, E2RNAS);
         ``"normalized"``: the min-norm point of the normalised gradients.
@@ -300,14 +435,19 @@ class E2RNAS(DARTS):
     weight_adversarial
         Fraction in [0, 1] of adversarial loss in the weight (lower-level) step; needs an
         adversary when positive.
+    near_tie_margin
+        At the end of the search every label's exported value and its probability lead over
+        the runner-up are logged; a lead below this probability is warned about as a near-tie.
     arc_learning_rate, gradient_clip_val, log_prob_every_n_step, warmup_epochs, mutation_hooks
         As for NNI's :class:`~nni.nas.strategy.DARTS`.
     """
 
     def __init__(self, *, adversary: Optional[Adversary] = None, resources: Sequence[ResourceSpec] = (),
-                 gradient_normalization: str = "l2", upper_loss: str = "training", combine: str = "raw",
+                 gradient_normalization: str = "l2", upper_loss: str = "training",
+                 capsule_logits: str = DEFAULT_CAPSULE_LOGITS, combine: str = "raw",
                  input_shape: Optional[Sequence[int]] = None,
                  accelerator: str = "capsacc", weight_adversarial: float = 0.0,
+                 near_tie_margin: float = NEAR_TIE_MARGIN,
                  arc_learning_rate: float = 3.0e-4, gradient_clip_val: Optional[float] = None,
                  log_prob_every_n_step: int = 10, warmup_epochs: int = 0,
                  mutation_hooks: Optional[list] = None) -> None:
@@ -320,6 +460,8 @@ class E2RNAS(DARTS):
             raise ValueError(f"gradient_normalization must be one of {NORMALIZATIONS}, got {gradient_normalization!r}")
         if upper_loss not in UPPER_LOSSES:
             raise ValueError(f"upper_loss must be one of {UPPER_LOSSES}, got {upper_loss!r}")
+        check_capsule_logits(capsule_logits)
+        self.near_tie_margin = check_near_tie_margin(near_tie_margin)
         if combine not in COMBINE_MODES:
             raise ValueError(f"combine must be one of {COMBINE_MODES}, got {combine!r}")
         if isinstance(weight_adversarial, bool) or not isinstance(weight_adversarial, (int, float)) \
@@ -340,6 +482,7 @@ class E2RNAS(DARTS):
         self.adversary = adversary
         self.gradient_normalization = gradient_normalization
         self.upper_loss = upper_loss
+        self.capsule_logits = capsule_logits
         self.combine = combine
         self.input_shape = input_shape
         self.accelerator = accelerator
@@ -349,7 +492,8 @@ class E2RNAS(DARTS):
     def extra_repr(self) -> str:
         return (f"adversary={self.adversary!r}, resources={self.resources!r}, "
                 f"gradient_normalization={self.gradient_normalization!r}, upper_loss={self.upper_loss!r}, "
-                f"combine={self.combine!r}, arc_learning_rate={self.arc_learning_rate}")
+                f"capsule_logits={self.capsule_logits!r}, combine={self.combine!r}, "
+                f"arc_learning_rate={self.arc_learning_rate}")
 
     def _hardware_table(self, model: nn.Module) -> Optional[HardwareCostTable]:
         if all(r.metric == "params" for r in self.resources):
@@ -393,7 +537,8 @@ class E2RNAS(DARTS):
     def configure_oneshot_module(self, training_module: pl.LightningModule) -> E2RNASLightningModule:
         return E2RNASLightningModule(
             training_module, adversary=self.adversary, resources=self._resource_terms,
-            gradient_normalization=self.gradient_normalization, upper_loss=self.upper_loss, combine=self.combine,
-            weight_adversarial=self.weight_adversarial,
+            gradient_normalization=self.gradient_normalization, upper_loss=self.upper_loss,
+            capsule_logits=self.capsule_logits, combine=self.combine, weight_adversarial=self.weight_adversarial,
+            near_tie_margin=self.near_tie_margin,
             arc_learning_rate=self.arc_learning_rate, gradient_clip_val=self.gradient_clip_val,
             log_prob_every_n_step=self.log_prob_every_n_step, warmup_epochs=self.warmup_epochs)

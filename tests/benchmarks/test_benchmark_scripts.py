@@ -28,6 +28,7 @@ def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -200,3 +201,28 @@ def test_the_plain_capsnet_baseline_is_sabours_network_as_ours_computes_it() -> 
     torch.testing.assert_close(theirs, mine, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(criterion(theirs, labels, images, plain.decoder),
                                criterion(mine, labels, images, ours.decoder), rtol=1e-4, atol=1e-6)
+
+
+def test_the_ablation_verdict_says_whether_the_adversarial_objective_changed_the_outcome() -> None:
+    module = _load("e2rnas_vs_darts")
+
+    def result(feature_op: str, pgd_runs: list[float]) -> object:
+        found = module.Result("e2rnas", {"feature_op": feature_op}, [], [], 0.0, pgd_runs=pgd_runs)
+        found.pgd_accuracy = sum(pgd_runs) / len(pgd_runs)
+        return found
+
+    full = result("max_pool5x5", [0.36, 0.38, 0.35, 0.37])
+    assert "the same export" in module._ablation_verdict(full, result("max_pool5x5", full.pgd_runs))
+    assert "does NOT change the outcome" in module._ablation_verdict(full, result("max_pool5x5", full.pgd_runs))
+    beyond = module._ablation_verdict(full, result("skip", [0.25, 0.27, 0.26, 0.24]))
+    assert "CHANGES the outcome (export and PGD beyond the standard error)" in beyond and "+11.00" in beyond
+    within = module._ablation_verdict(full, result("max_pool3x3", [0.35, 0.39, 0.36, 0.37]))
+    assert "CHANGES the outcome (export only; PGD within the standard error)" in within
+
+
+def test_the_gradient_cosines_of_the_last_epoch_skip_steps_without_a_gradient() -> None:
+    module = _load("e2rnas_vs_darts")
+    Record = module.argparse.Namespace
+    records = [Record(epoch=0, cosines={"op": -1.0}), Record(epoch=1, cosines={"op": 0.5}),
+               Record(epoch=1, cosines={"op": float("nan")}), Record(epoch=1, cosines={"op": 1.0})]
+    assert module.last_epoch_cosines(records) == {"op": 0.75}

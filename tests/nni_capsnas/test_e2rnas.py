@@ -19,6 +19,8 @@ from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
 from nni.nas.profiler.pytorch.flops import NumParamsProfiler
 from nni.nas.strategy import DARTS
 
+from nni_capsnas.modules import class_logits
+from nni_capsnas.strategy.choice_margin import choice_margins, near_ties
 from nni_capsnas.strategy.e2rnas import E2RNAS
 from nni_capsnas.strategy.expected_cost import ExpectedLabelCost, ExpectedParams, HardwareCostTable
 from nni_capsnas.strategy.mgda import mgda_weights, normalize_gradients
@@ -26,10 +28,10 @@ from nni_capsnas.strategy.resource import ResourceConstraint
 from search_spaces.capsule_cell_space import CapsuleCellSpace
 from search_spaces.darts_cell_space import DartsCellSpace
 from tests.conftest import DEVICES
-from trials.attacks import fgsm
+from trials.attacks import attack_loss, fgsm
 from trials.datasets import load_dataset
 from trials.lightning import CapsuleClassificationModule, capsule_evaluator
-from trials.losses import ClassificationLoss, class_scores
+from trials.losses import ClassificationLoss
 
 SMALL = dict(primary_caps=(2, 4), primary_dim=(4, 8), feature_ops=("conv3x3", "max_pool3x3", "skip"),
              class_dim=4)
@@ -228,6 +230,8 @@ def test_e2rnas_arguments_are_checked() -> None:
         E2RNAS(upper_loss="margin")
     with pytest.raises(ValueError, match="combine must be one of \\('raw', 'normalized'\\), got 'sum'"):
         E2RNAS(combine="sum")
+    with pytest.raises(ValueError, match="capsule_logits must be one of \\('log_odds', 'scaled_length', 'length'\\)"):
+        E2RNAS(capsule_logits="softmax")
 
 
 # --- the architecture step -------------------------------------------------------------------
@@ -255,7 +259,7 @@ def test_architecture_step_sets_the_mgda_combination_of_objective_gradients(uppe
     def criterion(output: torch.Tensor, labels: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         if upper_loss == "training":
             return ClassificationLoss()(output, labels, images)
-        return torch.nn.functional.cross_entropy(class_scores(output), labels)
+        return torch.nn.functional.cross_entropy(class_logits(output), labels)
 
     probe = images.clone().requires_grad_(True)
     clean = criterion(supernet(probe), labels, probe)
@@ -282,6 +286,51 @@ def test_architecture_step_sets_the_mgda_combination_of_objective_gradients(uppe
     assert torch.cat([a.grad.reshape(-1) for a in alphas]).double() == pytest.approx(
         (weights @ combined).tolist(), abs=1e-6)
     assert record.expected["params"] == pytest.approx(ExpectedParams(supernet)().item())
+    # what the step saw: per-label cosines of the clean and adversarial gradients, batch accuracies
+    labels_of_alphas = module.ordered_labels()
+    assert sorted(labels_of_alphas) == sorted(CapsuleCellSpace(**SMALL).simplify())
+    assert set(record.cosines) == set(labels_of_alphas) | {"all"}
+    compared, scale = 0, min(vectors[0].norm(), vectors[1].norm())
+    for label, clean_grad, adv_grad in zip(labels_of_alphas, clean_grads, adv_grads):
+        if min(clean_grad.norm(), adv_grad.norm()) < 1e-4 * scale:  # float noise (routing at initialisation)
+            continue
+        expected = torch.nn.functional.cosine_similarity(clean_grad.reshape(-1).double(),
+                                                         adv_grad.reshape(-1).double(), dim=0)
+        assert record.cosines[label] == pytest.approx(expected.item(), abs=1e-3), label
+        compared += 1
+    assert compared >= 3
+    with torch.no_grad():
+        correct = (class_logits(supernet(images)).argmax(dim=1) == labels).float().mean().item()
+    assert record.accuracy["clean"] == pytest.approx(correct)
+    assert record.epoch_accuracy == record.accuracy  # the epoch's first step
+    assert 0 <= record.accuracy["adversarial"] <= 1
+
+
+@pytest.mark.filterwarnings(NO_TRAINER)
+def test_the_search_hands_fgsm_the_input_gradient_of_the_attack_loss() -> None:
+    """The clean objective is the attacks' cross-entropy: same class logits, same adversarial images."""
+    torch.manual_seed(0)
+    shared: dict[str, torch.Tensor] = {}
+
+    def recording_fgsm(model: Any, images: torch.Tensor, labels: torch.Tensor, *,
+                       input_gradient: torch.Tensor) -> torch.Tensor:
+        shared["gradient"] = input_gradient
+        return fgsm(model, images, labels, epsilon=0.1, input_gradient=input_gradient)
+
+    strategy = E2RNAS(adversary=recording_fgsm, upper_loss="cross_entropy")
+    supernet = strategy.mutate_model(CapsuleCellSpace(**SMALL))
+    module = strategy.configure_oneshot_module(CapsuleClassificationModule())
+    module.set_model(supernet)
+    images, labels = load_dataset("digits").val.tensors
+    images, labels = images[:16], labels[:16]
+    record = module.architecture_step((images, labels), 0)
+    probe = images.clone().requires_grad_(True)
+    summed = attack_loss(supernet(probe), labels)
+    (attack_gradient,) = torch.autograd.grad(summed, probe)
+    assert record.losses["clean"] == pytest.approx(summed.item() / len(labels), rel=1e-5)
+    torch.testing.assert_close(shared["gradient"] * len(labels), attack_gradient, rtol=1e-4, atol=1e-7)
+    own = fgsm(supernet, images, labels, epsilon=0.1)  # FGSM computing its own gradient
+    assert (fgsm(supernet, images, labels, epsilon=0.1, input_gradient=shared["gradient"]) == own).float().mean() > 0.99
 
 
 @pytest.mark.filterwarnings(NO_TRAINER)
@@ -331,7 +380,7 @@ def test_one_epoch_search_on_digits_logs_mgda_weights_and_exports_a_valid_archit
     strategy = E2RNAS(adversary=functools.partial(fgsm, epsilon=0.1, random_start=True), upper_loss="cross_entropy",
                       resources=[{"metric": "params", "target": 5000.0, "mode": "abs"},
                                  {"metric": "energy_mj", "target": 1e-3, "mode": "max"}])
-    with caplog.at_level(logging.DEBUG, logger="nni_capsnas.strategy.e2rnas"):
+    with caplog.at_level(logging.DEBUG, logger="nni_capsnas.strategy"):
         architecture = _search(CapsuleCellSpace(**TINY), strategy, tmp_path, batches=3, device=device)
     assert all(alpha.device.type == device for alpha in strategy.oneshot_module.ordered_arch_parameters())
     records = strategy.oneshot_module.records
@@ -345,7 +394,18 @@ def test_one_epoch_search_on_digits_logs_mgda_weights_and_exports_a_valid_archit
     assert len(logged) == 3
     metrics = strategy.oneshot_module.trainer.callback_metrics
     assert {"e2rnas/weight/clean", "e2rnas/weight/adversarial", "e2rnas/loss/params",
-            "e2rnas/expected/energy_mj"} <= set(metrics)
+            "e2rnas/expected/energy_mj", "e2rnas/cosine/feature_op", "e2rnas/accuracy/clean", "arch_acc",
+            "arch_adv_acc", "e2rnas/epoch_accuracy/clean"} <= set(metrics)
+    messages = [r.getMessage() for r in caplog.records]
+    (epoch_line,) = [m for m in messages if "supernet accuracy on the architecture-step split" in m]
+    assert f"clean {records[-1].epoch_accuracy['clean']:.3f}" in epoch_line
+    margins = choice_margins(strategy.oneshot_module.export_probs())
+    assert {m for m in messages if m.startswith("exported ")} == {
+        f"exported {m.label} = {m.chosen} with probability {m.probability:.3f}, {m.margin:.3f} ahead of "
+        f"{m.runner_up} ({m.runner_up_probability:.3f})" for m in margins.values()}
+    # three architecture steps leave the two-valued labels close to 50/50: near-ties, warned about
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "near-tie" in r.getMessage()]
+    assert {m.label for m in near_ties(margins)} == {w.split()[1] for w in warned} != set()
     _assert_valid_architecture(lambda: CapsuleCellSpace(**TINY), architecture, torch.rand(2, 1, 8, 8))
     assert any((tmp_path / "experiments").iterdir())  # the experiment wrote under tmp_path
 

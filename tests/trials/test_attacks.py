@@ -12,12 +12,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from nni_capsnas.modules import CAPSULE_LOGITS, DEFAULT_CAPSULE_LOGITS, class_logits
+from nni_capsnas.strategy.e2rnas import E2RNAS
 from search_spaces.capsule_cell_space import CapsuleCellSpace
 from tests.conftest import DEVICES
 from trials.attacks import AttackConfig, attack_loss, fgsm, pgd, robust_accuracy
 from trials.datasets import load_dataset
 from trials.evaluator import evaluate_architecture, hardware_aware_evaluator, train_config_from_options
-from trials.training import TrainConfig, train
+from trials.training import TrainConfig, evaluate, train
 
 MEAN, STD = (0.3,), (0.25,)
 
@@ -173,7 +175,7 @@ def test_robust_accuracy_restores_the_mode_and_honours_samples(trained_cnn: nn.M
         trained_cnn.eval()
 
 
-def test_capsule_networks_are_attacked_through_their_capsule_lengths(digits: Any) -> None:
+def test_capsule_networks_are_attacked_through_the_class_logits_the_search_uses(digits: Any) -> None:
     torch.manual_seed(0)
     space = CapsuleCellSpace(primary_caps=(2,), primary_dim=(4,), feature_ops=("conv3x3",), capsule_ops=("skip",),
                              routing_iterations=(1,))
@@ -187,7 +189,23 @@ def test_capsule_networks_are_attacked_through_their_capsule_lengths(digits: Any
                           generator=torch.Generator().manual_seed(0))
         assert (adversarial - images).abs().max() <= 0.1 + 1e-6
         assert attack_loss(model(adversarial), labels) > attack_loss(model(images), labels)
-    assert 0 <= robust_accuracy(model, digits.val, attack="fgsm", epsilon=0.1, samples=32) <= 1
+    # the attack's cross-entropy is E2RNAS' upper-level loss (summed): the same class logits
+    for kind in CAPSULE_LOGITS:
+        expected = nn.functional.cross_entropy(class_logits(model(images), kind), labels, reduction="sum")
+        assert attack_loss(model(images), labels, capsule_logits=kind).item() == pytest.approx(expected.item(),
+                                                                                                rel=1e-5)
+    assert E2RNAS().capsule_logits == AttackConfig().capsule_logits == DEFAULT_CAPSULE_LOGITS
+    # robust accuracy counts what an FGSM step along that loss's gradient leaves correct
+    probe = images.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(nn.functional.cross_entropy(class_logits(model(probe)), labels), probe)
+    by_hand = (images + 0.1 * gradient.sign()).clamp(0, 1)
+    with torch.no_grad():
+        expected_accuracy = float((model(by_hand).norm(dim=-1).argmax(dim=1) == labels).float().mean())
+    measured = robust_accuracy(model, TensorDataset(images, labels), attack="fgsm", epsilon=0.1)
+    assert measured == pytest.approx(expected_accuracy, abs=1 / 32)
+    assert measured < evaluate(model, TensorDataset(images, labels))
+    with pytest.raises(ValueError, match="capsule_logits must be one of"):
+        robust_accuracy(model, digits.val, attack="fgsm", epsilon=0.1, capsule_logits="softmax")
 
 
 # --- agreement with torchattacks -------------------------------------------------------------

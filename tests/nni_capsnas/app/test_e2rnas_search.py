@@ -63,6 +63,21 @@ def test_e2rnas_search_trains_its_derived_architecture_as_an_nni_trial(tmp_path:
     weights = steps[["weight/clean", "weight/adversarial", "weight/energy_mj"]]
     assert len(steps) > 0 and ((weights >= 0).all().all())
     assert weights.sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-6)
+    accuracies = steps[["accuracy/clean", "accuracy/adversarial", "epoch_accuracy/clean",
+                        "epoch_accuracy/adversarial"]]
+    assert ((accuracies >= 0) & (accuracies <= 1)).all().all()
+    for _, epoch in steps.groupby("epoch"):  # the running accuracy starts at the first batch's, ends within the batches'
+        assert epoch["epoch_accuracy/clean"].iloc[0] == pytest.approx(epoch["accuracy/clean"].iloc[0])
+        assert epoch["accuracy/clean"].min() - 1e-9 <= epoch["epoch_accuracy/clean"].iloc[-1] <= epoch["accuracy/clean"].max() + 1e-9
+    cosines = steps[[f"cosine/{label}" for label in derived] + ["cosine/all"]].stack().dropna()  # NaN: zero gradient
+    assert steps["cosine/feature_op"].notna().any() and (cosines.abs() <= 1 + 1e-9).all()
+    margins = pd.read_csv(one_shot / "choice_margins.csv").set_index("label")
+    assert set(margins.index) == set(derived)
+    for label, row in margins.iterrows():
+        ranked = sorted(probabilities[label].values(), reverse=True) + [0.0]  # primary_dim has one value
+        assert str(row["chosen"]) == str(derived[label])
+        assert row["margin"] == pytest.approx(ranked[0] - ranked[1], abs=1e-6)
+        assert row["near_tie"] == (len(ranked) > 2 and row["margin"] < 0.05)
     assert (one_shot / "mgda_weights.png").stat().st_size > 0
 
     trials = read_trials(locate_experiment(outcome.experiment_id, tmp_path))
@@ -126,6 +141,18 @@ def test_e2rnas_defaults_adversary_and_resources_from_constraints() -> None:
     assert build_e2rnas(parse_config({"space": {"name": "capsule-cell"},
                                       "strategy": {"name": "e2rnas", "options": {"adversary": False}}})
                         ).adversary is None
+    assert strategy.capsule_logits == strategy.adversary.keywords["capsule_logits"] == "log_odds"
+
+
+def test_the_adversary_reads_the_class_logits_of_the_upper_level_loss() -> None:
+    def build(options: dict) -> object:
+        return build_e2rnas(parse_config({"space": {"name": "capsule-cell"},
+                                          "strategy": {"name": "e2rnas", "options": options}}))
+
+    strategy = build({"capsule_logits": "length"})
+    assert strategy.capsule_logits == strategy.adversary.keywords["capsule_logits"] == "length"
+    explicit = build({"capsule_logits": "length", "adversary": {"capsule_logits": "scaled_length"}})
+    assert explicit.adversary.keywords["capsule_logits"] == "scaled_length"
 
 
 def test_resume_needs_the_finished_one_shot_phase(tmp_path: Path) -> None:
