@@ -15,6 +15,7 @@ Run: ``.venv/bin/python benchmarks/real_search.py --data-root DIR [--seeds 3] [-
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sys
 import tempfile
@@ -104,10 +105,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--workdir", type=Path, help="experiments folder (default: a temporary one, removed)")
+    parser.add_argument("--results", type=Path, help="JSON-lines file each finished run is appended to")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="real-search-") as scratch:
         workdir = args.workdir or Path(scratch)
-        results = [run(variant, seed, args, workdir) for seed in range(args.seeds) for variant in args.variants]
+        results = []
+        for seed in range(args.seeds):
+            for variant in args.variants:
+                results.append(run(variant, seed, args, workdir))
+                done = results[-1]
+                print_now(f"{variant} seed {seed}: {done['trained']} trials, {done['epochs']} epochs, "
+                          f"{done['seconds']:.0f} s (experiment {done['experiment']})")
+                if args.results:
+                    with args.results.open("a") as sink:
+                        sink.write(json.dumps(done) + "\n")
     frame = score(results)
     print_now()
     print_now(f"Real searches: NASCaps space, CapsNet half {SPACE_OPTIONS}, mnist-t10k, {args.trials} trials x "
