@@ -226,3 +226,18 @@ def test_the_gradient_cosines_of_the_last_epoch_skip_steps_without_a_gradient() 
     records = [Record(epoch=0, cosines={"op": -1.0}), Record(epoch=1, cosines={"op": 0.5}),
                Record(epoch=1, cosines={"op": float("nan")}), Record(epoch=1, cosines={"op": 1.0})]
     assert module.last_epoch_cosines(records) == {"op": 0.75}
+
+
+def test_real_search_scores_each_run_in_one_box_and_a_dominating_front_scores_higher() -> None:
+    module = _load("real_search")
+
+    def run(variant: str, rows: list[tuple[float, float, float]]) -> dict[str, object]:
+        return {"variant": variant, "seed": 0, "trained": len(rows), "epochs": len(rows), "train_seconds": 1.0,
+                "seconds": 1.0, "rows": [{"accuracy": a, "energy_mj": e, "latency_ms": t} for a, e, t in rows]}
+
+    worse = [(0.90, 1.0, 1.0), (0.95, 2.0, 2.0), (0.80, 3.0, 3.0)]  # the last one is dominated
+    better = [(a + 0.02, e / 2, t / 2) for a, e, t in worse]
+    frame = module.score([run("plain", worse), run("surrogate", better), run("failed", [])]).set_index("variant")
+    assert frame.loc["plain", "front"] == 2 and frame.loc["surrogate", "front"] == 2
+    assert 0 < frame.loc["plain", "hypervolume"] < frame.loc["surrogate", "hypervolume"] <= 1
+    assert frame.loc["failed", "hypervolume"] == 0 and frame.loc["failed", "front"] == 0
