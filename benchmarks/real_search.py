@@ -8,6 +8,7 @@ of the union of all runs' fronts plus 10% of their range), and the wall-clock ti
 hardware metrics come from the pre-training estimator for the surrogate variant.
 
 Run: ``.venv/bin/python benchmarks/real_search.py --data-root DIR [--seeds 3] [--trials 24] [--epochs 1]``
+(docs/benchmarks.md: ``--trials 14 --population 4``, about 1.5 hours on 2 cores)
 (DIR holds ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz``). One run takes about
 ``trials / concurrency x`` a few minutes on 2 cores; nothing is written outside ``--workdir``.
 """
