@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,33 +51,6 @@ def _read_until(process: subprocess.Popen, prefix: str, max_lines: int = 200) ->
         if line.startswith(prefix):
             return line
     return f"no line starting with {prefix!r} (exit status {process.poll()})"
-
-
-#: What the driver logs once a Ctrl-C reached the search (NNI's strategy, NNI's experiment, ours).
-INTERRUPT_ACKNOWLEDGED = ("Strategy is interrupted", "KeyboardInterrupt detected", "interrupted: stopping")
-
-
-def _interrupt(process: subprocess.Popen, attempts: int = 3, patience: float = 15.0) -> str:
-    """Press Ctrl-C on ``process`` (again, as a user would, if nothing acknowledged it) and return its output.
-
-    Once, under load, a SIGINT sent right after two trials succeeded left no trace in the driver
-    (the search went on to its end); a second press is what a user does then.
-    """
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
-    for _ in range(attempts):
-        process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + patience
-        while time.monotonic() < deadline and process.poll() is None:
-            if any(mark in line for line in list(lines) for mark in INTERRUPT_ACKNOWLEDGED):
-                break
-            time.sleep(0.2)
-        if process.poll() is not None or any(mark in line for line in list(lines) for mark in INTERRUPT_ACKNOWLEDGED):
-            break
-    process.wait(timeout=300)
-    reader.join(timeout=30)
-    return "".join(lines)
 
 
 def _rest_metrics(experiment_id: str, workdir: Path, port: int) -> list[dict]:
@@ -165,15 +137,17 @@ def test_stopped_search_resumes_keeping_finished_trials(tmp_path: Path, free_por
     config_path.write_text(json.dumps(_config(tmp_path, free_port, max_trials=6)))
     yaml_path = tmp_path / "search.yaml"
     yaml_path.write_text(__import__("yaml").safe_dump(json.loads(config_path.read_text())))
+    # Ctrl-C as from a terminal: a child inherits an ignored SIGINT, and Python then keeps ignoring it
     driver = subprocess.Popen([sys.executable, "-m", "nni_capsnas", "search", "--config", str(yaml_path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     banner = _read_until(driver, "web UI: ")
     assert banner.startswith("web UI: http://127.0.0.1:"), banner
     experiment_id = banner.split("experiment ")[1].rstrip(")\n")
     _wait_for_successes(tmp_path / experiment_id / "db" / "nni.sqlite", 2, driver, timeout=400)
-    output = _interrupt(driver)
+    driver.send_signal(signal.SIGINT)
+    output = driver.communicate(timeout=300)[0]
     assert "interrupted: continue with" in output, output
-    assert any(mark in output for mark in INTERRUPT_ACKNOWLEDGED), output
     folder = locate_experiment(experiment_id, tmp_path)
     before = read_trials(folder)
     finished = before[before["status"] == "SUCCEEDED"]
