@@ -4,8 +4,9 @@ Each run is a complete ``nni-capsnas search`` (NNI's local training service, the
 half of NASCaps' space, the official MNIST test split as data) with the same budget of trials
 and epochs; the score is the hypervolume of the front the trials measured (accuracy, energy,
 latency; log10 of the costs), inside one reference box shared by every run (the worst values
-of the union of all runs' fronts plus 10% of their range), and the wall-clock time. The
-hardware metrics come from the pre-training estimator for the surrogate variant.
+of the union of all runs' fronts plus 10% of their range), and the wall-clock time. Both
+variants get the pre-training hardware estimate (plain NSGA-II uses it only to check
+constraints before training; the surrogate variant also ranks candidates with it).
 
 Run: ``.venv/bin/python benchmarks/real_search.py --data-root DIR [--seeds 3] [--trials 24] [--epochs 1]``
 (docs/benchmarks.md: ``--trials 14 --population 4``, about 1.5 hours on 2 cores)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -38,20 +36,6 @@ def _seed_quiet_one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _keep_sigint_handler(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Restore SIGINT's handler after a test that changed it, with a warning naming the test.
-
-    Subprocesses inherit an ignored SIGINT (and Python then never raises KeyboardInterrupt in
-    them), so a leaked ``SIG_IGN`` would make later Ctrl-C tests fail far from their cause.
-    """
-    before = signal.getsignal(signal.SIGINT)
-    yield
-    if signal.getsignal(signal.SIGINT) is not before:
-        signal.signal(signal.SIGINT, before)
-        warnings.warn(f"{request.node.nodeid} changed SIGINT's handler; restored", stacklevel=1)
 
 
 @pytest.fixture()
