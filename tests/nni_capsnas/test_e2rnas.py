@@ -240,6 +240,17 @@ def test_e2rnas_arguments_are_checked() -> None:
 NO_TRAINER = "ignore:You are trying to `self.log\\(\\)`:UserWarning"  # steps called without a Lightning trainer
 
 
+def _one_architecture_step(strategy: E2RNAS) -> tuple[Any, Any, torch.Tensor, torch.Tensor, Any]:
+    """One architecture step of ``strategy`` on a small capsule cell supernet and 16 digits:
+    the supernet, the one-shot module, the images, the labels and the step's record."""
+    supernet = strategy.mutate_model(CapsuleCellSpace(**SMALL))
+    module = strategy.configure_oneshot_module(CapsuleClassificationModule())
+    module.set_model(supernet)
+    images, labels = load_dataset("digits").val.tensors
+    images, labels = images[:16], labels[:16]
+    return supernet, module, images, labels, module.architecture_step((images, labels), 0)
+
+
 @pytest.mark.filterwarnings(NO_TRAINER)
 @pytest.mark.parametrize("upper_loss, combine", [("training", "raw"), ("cross_entropy", "normalized")])
 def test_architecture_step_sets_the_mgda_combination_of_objective_gradients(upper_loss: str, combine: str) -> None:
@@ -247,12 +258,7 @@ def test_architecture_step_sets_the_mgda_combination_of_objective_gradients(uppe
     strategy = E2RNAS(adversary=functools.partial(fgsm, epsilon=0.1), upper_loss=upper_loss, combine=combine,
                       resources=[ResourceConstraint(metric="params", target=1000.0, mode="abs"),
                                  ResourceConstraint(metric="params", target=1e9, mode="max")])
-    supernet = strategy.mutate_model(CapsuleCellSpace(**SMALL))
-    module = strategy.configure_oneshot_module(CapsuleClassificationModule())
-    module.set_model(supernet)
-    images, labels = load_dataset("digits").val.tensors
-    images, labels = images[:16], labels[:16]
-    record = module.architecture_step((images, labels), 0)
+    supernet, module, images, labels, record = _one_architecture_step(strategy)
     alphas = module.ordered_arch_parameters()
 
     # recompute every objective's gradient independently
@@ -318,12 +324,7 @@ def test_the_search_hands_fgsm_the_input_gradient_of_the_attack_loss() -> None:
         return fgsm(model, images, labels, epsilon=0.1, input_gradient=input_gradient)
 
     strategy = E2RNAS(adversary=recording_fgsm, upper_loss="cross_entropy")
-    supernet = strategy.mutate_model(CapsuleCellSpace(**SMALL))
-    module = strategy.configure_oneshot_module(CapsuleClassificationModule())
-    module.set_model(supernet)
-    images, labels = load_dataset("digits").val.tensors
-    images, labels = images[:16], labels[:16]
-    record = module.architecture_step((images, labels), 0)
+    supernet, module, images, labels, record = _one_architecture_step(strategy)
     probe = images.clone().requires_grad_(True)
     summed = attack_loss(supernet(probe), labels)
     (attack_gradient,) = torch.autograd.grad(summed, probe)
